@@ -1,0 +1,27 @@
+/// Datapath-wide settings: the single entry (index 0) of the `config` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// Gateway address held by the bridge device, network byte order.
+    pub gateway_ipv4: [u8; 4],
+    /// Subnet network address, network byte order.
+    pub subnet_ipv4: [u8; 4],
+    pub subnet_prefix_len: u32,
+    pub bridge_ifindex: u32,
+    pub uplink_ifindex: u32,
+    pub mtu: u32,
+    /// `CONFIG_F_*` bits.
+    pub flags: u32,
+    pub _reserved: u32,
+    /// FDB entries not refreshed for this long are ignored (and shown as
+    /// expired), like the Linux bridge's `ageing_time`.
+    pub fdb_ageing_ns: u64,
+    /// Network namespace inode the bridge lives in; guards against two
+    /// namespaces claiming the same bridge name on the shared bpffs.
+    pub netns_inode: u64,
+}
+
+/// Containers on the bridge may talk to each other (Docker's `icc`).
+pub const CONFIG_F_ICC: u32 = 1 << 0;
+/// Outbound traffic is masqueraded to the uplink address.
+pub const CONFIG_F_MASQUERADE: u32 = 1 << 1;

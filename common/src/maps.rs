@@ -1,0 +1,26 @@
+//! Names and sizes of the pinned maps. A map's name is also its file name
+//! under `/sys/fs/bpf/ebridge/<bridge>/`.
+
+pub const MAP_CONFIG: &str = "config";
+pub const MAP_ENDPOINTS: &str = "endpoints";
+pub const MAP_ENDPOINT_BY_IP: &str = "endpoint_by_ip";
+pub const MAP_FDB: &str = "fdb";
+pub const MAP_STATS: &str = "stats";
+
+/// All maps the datapath pins, in the order `ebridge down` removes them.
+pub const PINNED_MAPS: [&str; 5] = [
+    MAP_CONFIG,
+    MAP_ENDPOINTS,
+    MAP_ENDPOINT_BY_IP,
+    MAP_FDB,
+    MAP_STATS,
+];
+
+/// Program names as they appear in the object file and under the pin dir.
+pub const PROG_ENDPOINT: &str = "endpoint_ingress";
+
+/// Most endpoints one bridge can hold (a /16 has 65534 host addresses, but a
+/// node never runs that many containers; Linux bridges allow 1024 ports).
+pub const MAX_ENDPOINTS: usize = 4096;
+/// FDB size: endpoints plus the bridge's and host veths' own local entries.
+pub const MAX_FDB_ENTRIES: usize = 2 * MAX_ENDPOINTS + 64;

@@ -1,0 +1,56 @@
+//! A container may only send as itself: its endpoint's MAC and IPv4 address.
+use aya_ebpf::programs::TcContext;
+use ebridge_common::{endpoint::Endpoint, stats::*};
+use network_types::eth::EthHdr;
+
+use crate::packet::{self, ETH_P_ARP, ETH_P_IPV4};
+
+/// `Ok` when the frame's source identity is the endpoint's, otherwise the
+/// drop reason.
+#[inline(always)]
+pub fn check_source(ctx: &TcContext, eth: *const EthHdr, ep: &Endpoint) -> Result<(), u32> {
+    if !mac_eq(unsafe { &(*eth).src_addr }, &ep.mac) {
+        return Err(DROP_SPOOFED_MAC);
+    }
+    match packet::ether_type(eth) {
+        ETH_P_IPV4 => check_ipv4(ctx, ep),
+        ETH_P_ARP => check_arp(ctx, ep),
+        _ => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn check_ipv4(ctx: &TcContext, ep: &Endpoint) -> Result<(), u32> {
+    let ip = packet::ipv4(ctx).map_err(|_| DROP_TRUNCATED)?;
+    if !ipv4_eq(unsafe { &(*ip).src_addr }, &ep.ipv4) {
+        return Err(DROP_SPOOFED_IP);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), u32> {
+    let arp = packet::arp(ctx).map_err(|_| DROP_TRUNCATED)?;
+    let (sha, spa) = unsafe { (&(*arp).sha, &(*arp).spa) };
+    // 0.0.0.0 is a legitimate sender address: RFC 5227 address probes.
+    if !mac_eq(sha, &ep.mac) || !(ipv4_eq(spa, &ep.ipv4) || ipv4_eq(spa, &[0; 4])) {
+        return Err(DROP_SPOOFED_ARP);
+    }
+    Ok(())
+}
+
+/// Compared as integers: a `[u8; N]` `==` may lower to `memcmp`, which eBPF
+/// does not have.
+#[inline(always)]
+pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    let a_hi = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+    let b_hi = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let a_lo = u16::from_ne_bytes([a[4], a[5]]);
+    let b_lo = u16::from_ne_bytes([b[4], b[5]]);
+    a_hi == b_hi && a_lo == b_lo
+}
+
+#[inline(always)]
+pub fn ipv4_eq(a: &[u8; 4], b: &[u8; 4]) -> bool {
+    u32::from_ne_bytes(*a) == u32::from_ne_bytes(*b)
+}

@@ -1,0 +1,70 @@
+//! Entry program: TC ingress of each host-side container veth, i.e. every
+//! frame a container sends.
+use aya_ebpf::{
+    bindings::TC_ACT_REDIRECT,
+    helpers::generated::{bpf_ktime_get_ns, bpf_redirect_peer},
+    macros::classifier,
+    programs::TcContext,
+};
+use ebridge_common::{config::CONFIG_F_ICC, stats::*};
+
+use crate::{
+    antispoof,
+    fdb::{self, Port},
+    maps::{CONFIG, ENDPOINTS},
+    packet,
+    stats::{count, drop, pass},
+};
+
+#[classifier]
+pub fn endpoint_ingress(ctx: TcContext) -> i32 {
+    handle(&ctx)
+}
+
+#[inline(always)]
+fn handle(ctx: &TcContext) -> i32 {
+    packet::ensure_linear(ctx);
+    let Some(cfg) = CONFIG.get(0) else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
+        return drop(ctx, DROP_UNKNOWN_ENDPOINT);
+    };
+    let Ok(eth) = packet::eth(ctx) else {
+        return drop(ctx, DROP_TRUNCATED);
+    };
+    if let Err(reason) = antispoof::check_source(ctx, eth, ep) {
+        return drop(ctx, reason);
+    }
+
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (src, dst) = unsafe { ((*eth).src_addr, (*eth).dst_addr) };
+    fdb::learn(ctx, &src, ifindex, now);
+
+    if packet::is_multicast(&dst) {
+        return pass(ctx, PASS_MULTICAST);
+    }
+    match fdb::lookup(&dst, cfg.fdb_ageing_ns, now) {
+        Port::Unknown => pass(ctx, PASS_UNKNOWN_DST),
+        Port::Local => pass(ctx, PASS_TO_HOST),
+        Port::Expired => pass(ctx, PASS_FDB_EXPIRED),
+        Port::Endpoint(port) if port == ifindex => pass(ctx, PASS_SAME_PORT),
+        Port::Endpoint(port) => to_peer(ctx, port, cfg.flags),
+    }
+}
+
+/// Deliver straight into the other container's netns: skips the bridge and
+/// the second veth's transmit path entirely.
+#[inline(always)]
+fn to_peer(ctx: &TcContext, host_ifindex: u32, flags: u32) -> i32 {
+    if flags & CONFIG_F_ICC == 0 {
+        return drop(ctx, DROP_ICC);
+    }
+    let ret = unsafe { bpf_redirect_peer(host_ifindex, 0) };
+    if ret != TC_ACT_REDIRECT as i64 {
+        return drop(ctx, DROP_REDIRECT_FAILED);
+    }
+    count(ctx, FWD_REDIRECT_PEER);
+    TC_ACT_REDIRECT
+}

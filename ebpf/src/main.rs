@@ -1,0 +1,22 @@
+//! ebridge datapath. One entry program per attach point (`endpoint.rs`: TC
+//! ingress of every host-side container veth); the logic lives in modules by
+//! concern, as Cilium's bpf/lib does.
+#![no_std]
+#![no_main]
+
+mod antispoof;
+mod endpoint;
+mod fdb;
+mod maps;
+mod packet;
+mod stats;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

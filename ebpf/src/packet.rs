@@ -1,0 +1,65 @@
+//! The one place where packet memory is touched: every header access goes
+//! through `header_at`, which the verifier can prove in bounds.
+use core::mem::size_of;
+
+use aya_ebpf::programs::TcContext;
+use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
+
+pub const ETH_LEN: usize = size_of::<EthHdr>();
+/// Enough linear bytes for Ethernet + IPv4 with options + an L4 header.
+const LINEAR_WANTED: u32 = (ETH_LEN + 60 + 20) as u32;
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+
+pub struct Truncated;
+
+/// Make the headers directly addressable. Frames from a veth are almost
+/// always linear already; this only costs when they are not.
+#[inline(always)]
+pub fn ensure_linear(ctx: &TcContext) {
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    let total = ctx.len();
+    if linear < LINEAR_WANTED && linear < total {
+        let want = if total < LINEAR_WANTED { total } else { LINEAR_WANTED };
+        let _ = ctx.pull_data(want);
+    }
+}
+
+/// A pointer to a `T` at `offset`, or `Truncated` if the frame is shorter.
+#[inline(always)]
+pub fn header_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, Truncated> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return Err(Truncated);
+    }
+    Ok((start + offset) as *mut T)
+}
+
+#[inline(always)]
+pub fn eth(ctx: &TcContext) -> Result<*mut EthHdr, Truncated> {
+    header_at::<EthHdr>(ctx, 0)
+}
+
+#[inline(always)]
+pub fn ipv4(ctx: &TcContext) -> Result<*mut Ipv4Hdr, Truncated> {
+    header_at::<Ipv4Hdr>(ctx, ETH_LEN)
+}
+
+#[inline(always)]
+pub fn arp(ctx: &TcContext) -> Result<*mut ArpHdr, Truncated> {
+    header_at::<ArpHdr>(ctx, ETH_LEN)
+}
+
+/// The EtherType in host order (network-types keeps it as the raw u16).
+#[inline(always)]
+pub fn ether_type(eth: *const EthHdr) -> u16 {
+    u16::from_be(unsafe { (*eth).ether_type })
+}
+
+#[inline(always)]
+pub fn is_multicast(mac: &[u8; 6]) -> bool {
+    // Group bit; covers broadcast too.
+    mac[0] & 1 == 1
+}

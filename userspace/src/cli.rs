@@ -1,0 +1,116 @@
+use clap::{Args, Parser, Subcommand};
+
+use crate::settings::DEFAULT_BRIDGE;
+
+/// Docker's default bridge network as an eBPF datapath.
+#[derive(Parser, Debug)]
+#[command(name = "ebridge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BridgeArg {
+    /// Bridge device name (also names the pin directory).
+    #[arg(long, default_value = DEFAULT_BRIDGE, global = true)]
+    pub bridge: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the bridge and bring the eBPF datapath up.
+    Up(UpArgs),
+    /// Remove everything `up` and `endpoint add` made, and nothing else.
+    Down {
+        #[command(flatten)]
+        bridge: BridgeArg,
+    },
+    /// Attach containers (network namespaces) to the bridge.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+        #[command(flatten)]
+        bridge: BridgeArg,
+    },
+    /// Inspect the datapath's state.
+    Show {
+        #[command(subcommand)]
+        what: ShowCommand,
+        #[command(flatten)]
+        bridge: BridgeArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub bridge: BridgeArg,
+    /// Container subnet [default: 172.17.0.0/16].
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Gateway address on the bridge [default: first host address of the subnet].
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Interface towards the outside [default: the default route's interface].
+    #[arg(long)]
+    pub uplink: Option<String>,
+    /// MTU of the bridge and every veth [default: 1500].
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Seconds after which an unrefreshed FDB entry is no longer used [default: 300].
+    #[arg(long = "fdb-ageing", value_name = "SECONDS")]
+    pub fdb_ageing: Option<u64>,
+    /// Forbid container-to-container traffic (Docker's icc=false).
+    #[arg(long = "no-icc")]
+    pub no_icc: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// Create a veth pair into a netns and attach it to the bridge.
+    Add(EndpointAddArgs),
+    /// Detach an endpoint and remove what `add` made for it.
+    Rm { name: String },
+    /// List endpoints.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EndpointAddArgs {
+    pub name: String,
+    /// Existing netns to use [default: create /run/netns/NAME].
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Address in the subnet [default: next free].
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC of the container interface [default: 02:42 + the address].
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Interface name inside the netns.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShowCommand {
+    /// MAC table, like `brctl showmacs`.
+    Fdb {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packet and byte counters by reason, like `iptables -nvL`.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datapath settings.
+    Config {
+        #[arg(long)]
+        json: bool,
+    },
+}

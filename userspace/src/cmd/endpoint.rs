@@ -1,0 +1,323 @@
+use std::{
+    collections::HashSet,
+    hash::{DefaultHasher, Hash, Hasher},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+use ebridge_common::{
+    config::BridgeConfig,
+    endpoint::Endpoint,
+    fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
+};
+use ipnet::Ipv4Net;
+
+use super::open_live_bridge;
+use crate::{
+    cli::EndpointAddArgs,
+    datapath,
+    error::usage,
+    ipam,
+    maps::DatapathMaps,
+    netlink::{Link, Netlink},
+    netns, settings,
+    state::{self, EndpointRecord},
+};
+
+/// Everything decided before anything is made.
+struct Plan {
+    record: EndpointRecord,
+    mac: [u8; 6],
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+}
+
+pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
+    settings::endpoint_name(&args.name)?;
+    settings::interface_name("interface", &args.ifname)?;
+    let (mut maps, nl) = open_live_bridge(bridge).await?;
+    let _lock = state::lock(bridge)?;
+    let mut st = state::load(bridge)?;
+    let cfg = maps.read_config()?;
+    let plan = plan(bridge, &args, &st, &maps, &cfg, &nl).await?;
+
+    let created_netns = plan.record.created_netns;
+    if created_netns {
+        netns::create(&args.name).await?;
+    }
+    match make(bridge, &plan, &cfg, &mut maps, &nl).await {
+        Ok(()) => {}
+        Err(e) => {
+            if created_netns {
+                let _ = netns::delete(&args.name).await;
+            }
+            return Err(e);
+        }
+    }
+    let r = &plan.record;
+    println!(
+        "endpoint {} netns {} veth {} ip {}/{} mac {}",
+        r.name,
+        r.netns.display(),
+        r.host_veth,
+        r.ipv4,
+        plan.prefix_len,
+        r.mac
+    );
+    st.endpoints.push(plan.record);
+    state::save(bridge, &st)
+}
+
+async fn plan(
+    bridge: &str,
+    args: &EndpointAddArgs,
+    st: &state::BridgeState,
+    maps: &DatapathMaps,
+    cfg: &BridgeConfig,
+    nl: &Netlink,
+) -> Result<Plan> {
+    if st.endpoints.iter().any(|e| e.name == args.name) {
+        return Err(usage(format!(
+            "endpoint {} already exists on bridge {bridge}; pick another name or remove it first",
+            args.name
+        )));
+    }
+    let (netns_path, created_netns) = match &args.netns {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.exists() {
+                return Err(usage(format!(
+                    "netns {} does not exist; pass an existing netns path (e.g. /run/netns/NAME or /proc/PID/ns/net) or omit --netns to create one",
+                    path.display()
+                )));
+            }
+            netns::inode_of(&path)?;
+            (path, false)
+        }
+        None => {
+            let path = netns::named_path(&args.name);
+            if path.exists() {
+                return Err(usage(format!(
+                    "netns {} already exists; pass --netns {} to use it",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            (path, true)
+        }
+    };
+
+    let subnet = Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
+    let gateway = Ipv4Addr::from(cfg.gateway_ipv4);
+    let mut taken = HashSet::new();
+    for key in maps.endpoint_by_ip.keys() {
+        taken.insert(Ipv4Addr::from(key?));
+    }
+    let ipv4 = match &args.ip {
+        Some(text) => {
+            let addr = settings::ipv4("address", text)?;
+            ipam::check_requested(addr, subnet, gateway, &taken)?;
+            addr
+        }
+        None => ipam::next_free(subnet, gateway, &taken).ok_or_else(|| {
+            usage(format!("subnet {subnet} has no free address left for another endpoint"))
+        })?,
+    };
+    let mac = match &args.mac {
+        Some(text) => ipam::parse_mac(text)?,
+        None => ipam::mac_for_ip(ipv4),
+    };
+    for entry in maps.fdb.iter() {
+        let (key, _) = entry?;
+        if key.octets == mac {
+            return Err(usage(format!(
+                "MAC {} is already in use on bridge {bridge}; pick another --mac",
+                ipam::format_mac(&mac)
+            )));
+        }
+    }
+    let host_veth = free_veth_name(bridge, &args.name, nl).await?;
+    Ok(Plan {
+        record: EndpointRecord {
+            name: args.name.clone(),
+            netns: netns_path,
+            created_netns,
+            host_veth,
+            ifname: args.ifname.clone(),
+            ipv4,
+            mac: ipam::format_mac(&mac),
+        },
+        mac,
+        prefix_len: subnet.prefix_len(),
+        gateway,
+    })
+}
+
+/// Docker-style `vethXXXXXXX`, derived from bridge and endpoint name so the
+/// same endpoint gets the same name; rehashed on the rare clash.
+async fn free_veth_name(bridge: &str, name: &str, nl: &Netlink) -> Result<String> {
+    for salt in 0u32..16 {
+        let mut h = DefaultHasher::new();
+        (bridge, name, salt).hash(&mut h);
+        let candidate = format!("veth{:07x}", h.finish() & 0x0fff_ffff);
+        if nl.link_by_name(&candidate).await?.is_none() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("no free host veth name for endpoint {name}")
+}
+
+/// Creates the veth pair, configures both ends, records the endpoint in the
+/// maps and attaches the program. On failure everything made is undone.
+async fn make(
+    bridge: &str,
+    plan: &Plan,
+    cfg: &BridgeConfig,
+    maps: &mut DatapathMaps,
+    nl: &Netlink,
+) -> Result<()> {
+    let r = &plan.record;
+    let ns_file = std::fs::File::open(&r.netns)
+        .with_context(|| format!("cannot open netns {}", r.netns.display()))?;
+    let veth = nl
+        .create_veth_into(&r.host_veth, &r.ifname, plan.mac, cfg.mtu, &ns_file)
+        .await?;
+    let result = wire(bridge, plan, cfg, maps, nl, &veth).await;
+    if result.is_err() {
+        let _ = datapath::detach_endpoint(bridge, &r.host_veth);
+        forget(maps, veth.index, r.ipv4, plan.mac, veth.mac);
+        // Deleting one end removes the peer inside the netns too.
+        let _ = nl.delete_link(veth.index).await;
+    }
+    result
+}
+
+async fn wire(
+    bridge: &str,
+    plan: &Plan,
+    cfg: &BridgeConfig,
+    maps: &mut DatapathMaps,
+    nl: &Netlink,
+    veth: &Link,
+) -> Result<()> {
+    let r = &plan.record;
+    configure_container_side(&r.netns, &r.ifname, r.ipv4, plan.prefix_len, plan.gateway)?;
+    let endpoint = Endpoint {
+        ipv4: r.ipv4.octets(),
+        mac: plan.mac,
+        _pad: [0; 2],
+        host_ifindex: veth.index,
+        flags: 0,
+    };
+    maps.endpoints.insert(veth.index, endpoint, 0)?;
+    maps.endpoint_by_ip.insert(r.ipv4.octets(), veth.index, 0)?;
+    if let Some(host_mac) = veth.mac {
+        let local = FdbEntry {
+            ifindex: veth.index,
+            flags: FDB_F_LOCAL,
+            last_seen_ns: 0,
+        };
+        maps.fdb.insert(MacAddr { octets: host_mac }, local, 0)?;
+    }
+    datapath::attach_endpoint(bridge, &r.host_veth)?;
+    // Enslave last: until the program is attached, the port carries nothing.
+    nl.attach_to_bridge(veth.index, cfg.bridge_ifindex).await
+}
+
+fn configure_container_side(
+    netns: &Path,
+    ifname: &str,
+    ipv4: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Ipv4Addr,
+) -> Result<()> {
+    let ifname = ifname.to_string();
+    crate::netlink::in_netns(netns, move |nl| async move {
+        if let Some(lo) = nl.link_by_name("lo").await? {
+            nl.set_up(lo.index).await?;
+        }
+        let link = nl
+            .link_by_name(&ifname)
+            .await?
+            .with_context(|| format!("{ifname} did not appear in the netns"))?;
+        nl.add_address(link.index, Ipv4Net::new(ipv4, prefix_len)?).await?;
+        nl.set_up(link.index).await?;
+        nl.add_default_route(gateway, link.index).await
+    })
+}
+
+/// Removes an endpoint's entries from the maps; missing ones are fine.
+fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6], host_mac: Option<[u8; 6]>) {
+    let _ = maps.endpoints.remove(&ifindex);
+    if maps.endpoint_by_ip.get(&ipv4.octets(), 0).ok() == Some(ifindex) {
+        let _ = maps.endpoint_by_ip.remove(&ipv4.octets());
+    }
+    let _ = maps.fdb.remove(&MacAddr { octets: mac });
+    if let Some(host_mac) = host_mac {
+        let _ = maps.fdb.remove(&MacAddr { octets: host_mac });
+    }
+}
+
+pub async fn rm(bridge: &str, name: &str) -> Result<()> {
+    let (mut maps, nl) = open_live_bridge(bridge).await?;
+    let _lock = state::lock(bridge)?;
+    let mut st = state::load(bridge)?;
+    let Some(pos) = st.endpoints.iter().position(|e| e.name == name) else {
+        let known: Vec<&str> = st.endpoints.iter().map(|e| e.name.as_str()).collect();
+        return Err(usage(format!(
+            "no endpoint named {name} on bridge {bridge}; known: {}",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        )));
+    };
+    let record = st.endpoints.remove(pos);
+    remove_endpoint(bridge, &record, &mut maps, &nl).await?;
+    state::save(bridge, &st)?;
+    println!("endpoint {name} removed");
+    Ok(())
+}
+
+/// Undoes `add` for one endpoint. Shared with `down`.
+pub async fn remove_endpoint(
+    bridge: &str,
+    record: &EndpointRecord,
+    maps: &mut DatapathMaps,
+    nl: &Netlink,
+) -> Result<()> {
+    datapath::detach_endpoint(bridge, &record.host_veth)?;
+    let mac = ipam::parse_mac(&record.mac).ok();
+    if let Some(veth) = nl.link_by_name(&record.host_veth).await? {
+        forget(maps, veth.index, record.ipv4, mac.unwrap_or_default(), veth.mac);
+        nl.delete_link(veth.index).await?;
+    }
+    if record.created_netns {
+        if let Some(ns_name) = record.netns.file_name().and_then(|n| n.to_str()) {
+            if record.netns.exists() {
+                netns::delete(ns_name).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn ls(bridge: &str, json: bool) -> Result<()> {
+    let (maps, _nl) = open_live_bridge(bridge).await?;
+    let st = state::load(bridge)?;
+    let cfg = maps.read_config()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st.endpoints)?);
+        return Ok(());
+    }
+    println!("{:<20} {:<24} {:<12} {:<18} {}", "NAME", "NETNS", "VETH", "IP", "MAC");
+    for e in &st.endpoints {
+        println!(
+            "{:<20} {:<24} {:<12} {:<18} {}",
+            e.name,
+            e.netns.display(),
+            e.host_veth,
+            format!("{}/{}", e.ipv4, cfg.subnet_prefix_len),
+            e.mac
+        );
+    }
+    Ok(())
+}

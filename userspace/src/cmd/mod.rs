@@ -1,0 +1,47 @@
+mod down;
+mod endpoint;
+mod show;
+mod up;
+
+use anyhow::Result;
+
+use crate::{
+    cli::{Cli, Command, EndpointCommand},
+    error::{require_root, usage},
+    maps::{self, DatapathMaps},
+    netlink::Netlink,
+    netns, settings,
+};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    require_root()?;
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Down { bridge } => down::run(&bridge.bridge).await,
+        Command::Endpoint { command, bridge } => match command {
+            EndpointCommand::Add(args) => endpoint::add(&bridge.bridge, args).await,
+            EndpointCommand::Rm { name } => endpoint::rm(&bridge.bridge, &name).await,
+            EndpointCommand::Ls { json } => endpoint::ls(&bridge.bridge, json).await,
+        },
+        Command::Show { what, bridge } => show::run(&bridge.bridge, what).await,
+    }
+}
+
+/// Opens the maps of a bridge that is up in this network namespace, or says
+/// why it cannot.
+async fn open_live_bridge(bridge: &str) -> Result<(DatapathMaps, Netlink)> {
+    settings::interface_name("bridge", bridge)?;
+    if !maps::is_pinned(bridge) {
+        return Err(usage(format!(
+            "bridge {bridge} is not up; run 'ebridge up --bridge {bridge}' first"
+        )));
+    }
+    let maps = DatapathMaps::open(bridge)?;
+    let cfg = maps.read_config()?;
+    if cfg.netns_inode != netns::current_inode()? {
+        return Err(usage(format!(
+            "bridge {bridge} belongs to another network namespace; run ebridge there or pick another --bridge name"
+        )));
+    }
+    Ok((maps, Netlink::connect()?))
+}

@@ -1,0 +1,238 @@
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result};
+use ebridge_common::{
+    config::{BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE},
+    fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
+};
+use ipnet::Ipv4Net;
+
+use crate::{
+    cli::UpArgs,
+    datapath,
+    error::usage,
+    ipam,
+    maps::{self, DatapathMaps},
+    netlink::{Link, Netlink},
+    netns, pins, settings, state,
+};
+
+/// The effective settings of one `up`.
+struct Plan {
+    bridge: String,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    mtu: u32,
+    fdb_ageing_secs: u64,
+    icc: bool,
+}
+
+fn plan(args: &UpArgs) -> Result<Plan> {
+    let bridge = args.bridge.bridge.clone();
+    settings::interface_name("bridge", &bridge)?;
+    let subnet = settings::subnet(args.subnet.as_deref().unwrap_or(settings::DEFAULT_SUBNET))?;
+    let gateway = settings::gateway(args.gateway.as_deref(), subnet)?;
+    let mtu = settings::mtu(args.mtu.unwrap_or(settings::DEFAULT_MTU))?;
+    let fdb_ageing_secs =
+        settings::fdb_ageing(args.fdb_ageing.unwrap_or(settings::DEFAULT_FDB_AGEING_SECS))?;
+    if let Some(uplink) = &args.uplink {
+        settings::interface_name("uplink", uplink)?;
+    }
+    Ok(Plan {
+        bridge,
+        subnet,
+        gateway,
+        mtu,
+        fdb_ageing_secs,
+        icc: !args.no_icc,
+    })
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    let plan = plan(&args)?;
+    let nl = Netlink::connect()?;
+    pins::ensure_bpffs()?;
+    let bridge = &plan.bridge;
+
+    let _lock = state::lock(bridge)?;
+    if maps::is_pinned(bridge) {
+        let maps = DatapathMaps::open(bridge)?;
+        let cfg = maps.read_config()?;
+        if cfg.netns_inode != netns::current_inode()? {
+            return Err(usage(format!(
+                "bridge name {bridge} is already used by ebridge in another network namespace; pick another --bridge name"
+            )));
+        }
+        match nl.link_by_index(cfg.bridge_ifindex).await? {
+            Some(link) if link.name == *bridge => {
+                return already_up(&nl, &args, &plan, &cfg).await;
+            }
+            // The pins outlived their bridge (e.g. it was deleted by hand):
+            // start over.
+            _ => {
+                pins::remove_bridge_dir(bridge)?;
+            }
+        }
+    }
+
+    let made = create(&nl, &args, &plan).await;
+    if made.is_err() {
+        let _ = state::remove(bridge);
+    }
+    made
+}
+
+/// Refuses input that cannot be used, before anything is made.
+async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<Link> {
+    let bridge = &plan.bridge;
+    if nl.link_by_name(bridge).await?.is_some() {
+        return Err(usage(format!(
+            "a link named {bridge} already exists and was not made by ebridge; pick another --bridge name"
+        )));
+    }
+    let uplink = match &args.uplink {
+        Some(name) => nl.link_by_name(name).await?.ok_or_else(|| {
+            usage(format!(
+                "uplink {name} does not exist in this network namespace; pass an existing interface to --uplink"
+            ))
+        })?,
+        None => {
+            let routes = nl.ipv4_routes().await?;
+            let oif = routes
+                .iter()
+                .find(|r| r.destination.prefix_len() == 0)
+                .and_then(|r| r.oif)
+                .ok_or_else(|| {
+                    usage("no default route in this network namespace to pick an uplink from; pass --uplink IFACE")
+                })?;
+            nl.link_by_index(oif)
+                .await?
+                .context("the default route's interface vanished")?
+        }
+    };
+    for addr in nl.ipv4_addresses().await? {
+        if overlaps(addr.net, plan.subnet) {
+            let on = nl
+                .link_by_index(addr.link_index)
+                .await?
+                .map(|l| l.name)
+                .unwrap_or_default();
+            return Err(usage(format!(
+                "subnet {} overlaps address {} on {on}; choose a --subnet that does not",
+                plan.subnet, addr.net
+            )));
+        }
+    }
+    for route in nl.ipv4_routes().await? {
+        if route.destination.prefix_len() > 0 && overlaps(route.destination, plan.subnet) {
+            return Err(usage(format!(
+                "subnet {} overlaps the route to {}; choose a --subnet that does not",
+                plan.subnet, route.destination
+            )));
+        }
+    }
+    Ok(uplink)
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
+    let uplink = check_environment(nl, args, plan).await?;
+    let bridge = nl.create_bridge(&plan.bridge, ipam::mac_for_ip(plan.gateway), plan.mtu).await?;
+    if let Err(e) = bring_up_datapath(nl, plan, &bridge, &uplink).await {
+        let _ = pins::remove_bridge_dir(&plan.bridge);
+        let _ = nl.delete_link(bridge.index).await;
+        return Err(e);
+    }
+    state::save(&plan.bridge, &state::BridgeState::default())?;
+    println!(
+        "bridge {} up: subnet {} gateway {} uplink {} mtu {} icc {}",
+        plan.bridge,
+        plan.subnet,
+        plan.gateway,
+        uplink.name,
+        plan.mtu,
+        if plan.icc { "on" } else { "off" }
+    );
+    Ok(())
+}
+
+async fn bring_up_datapath(nl: &Netlink, plan: &Plan, bridge: &Link, uplink: &Link) -> Result<()> {
+    let gw_net = Ipv4Net::new(plan.gateway, plan.subnet.prefix_len())?;
+    nl.add_address(bridge.index, gw_net).await?;
+
+    let mut flags = CONFIG_F_MASQUERADE;
+    if plan.icc {
+        flags |= CONFIG_F_ICC;
+    }
+    let cfg = BridgeConfig {
+        gateway_ipv4: plan.gateway.octets(),
+        subnet_ipv4: plan.subnet.network().octets(),
+        subnet_prefix_len: plan.subnet.prefix_len().into(),
+        bridge_ifindex: bridge.index,
+        uplink_ifindex: uplink.index,
+        mtu: plan.mtu,
+        flags,
+        _reserved: 0,
+        fdb_ageing_ns: plan.fdb_ageing_secs * 1_000_000_000,
+        netns_inode: netns::current_inode()?,
+    };
+    datapath::load_and_pin(&plan.bridge, &cfg)?;
+    if let Some(mac) = bridge.mac {
+        let mut maps = DatapathMaps::open(&plan.bridge)?;
+        let local = FdbEntry {
+            ifindex: bridge.index,
+            flags: FDB_F_LOCAL,
+            last_seen_ns: 0,
+        };
+        maps.fdb.insert(MacAddr { octets: mac }, local, 0)?;
+    }
+    Ok(())
+}
+
+/// `up` on a live bridge: nothing changes; settings the user gave that
+/// differ from the live ones are reported as an error.
+async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig) -> Result<()> {
+    let live_subnet = Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
+    let live_gateway = Ipv4Addr::from(cfg.gateway_ipv4);
+    let live_uplink = nl
+        .link_by_index(cfg.uplink_ifindex)
+        .await?
+        .map(|l| l.name)
+        .unwrap_or_else(|| format!("#{}", cfg.uplink_ifindex));
+    let live_icc = cfg.flags & CONFIG_F_ICC != 0;
+    let mut diffs = Vec::new();
+    if args.subnet.is_some() && plan.subnet != live_subnet {
+        diffs.push(format!("subnet {live_subnet} (asked {})", plan.subnet));
+    }
+    if args.gateway.is_some() && plan.gateway != live_gateway {
+        diffs.push(format!("gateway {live_gateway} (asked {})", plan.gateway));
+    }
+    if let Some(uplink) = &args.uplink {
+        if *uplink != live_uplink {
+            diffs.push(format!("uplink {live_uplink} (asked {uplink})"));
+        }
+    }
+    if args.mtu.is_some() && plan.mtu != cfg.mtu {
+        diffs.push(format!("mtu {} (asked {})", cfg.mtu, plan.mtu));
+    }
+    let live_ageing = cfg.fdb_ageing_ns / 1_000_000_000;
+    if args.fdb_ageing.is_some() && plan.fdb_ageing_secs != live_ageing {
+        diffs.push(format!("fdb-ageing {live_ageing} (asked {})", plan.fdb_ageing_secs));
+    }
+    if args.no_icc && live_icc {
+        diffs.push("icc on (asked --no-icc)".to_string());
+    }
+    if !diffs.is_empty() {
+        return Err(usage(format!(
+            "bridge {} is already up with {}; run 'ebridge down --bridge {}' first to change them",
+            plan.bridge,
+            diffs.join(", "),
+            plan.bridge
+        )));
+    }
+    println!("bridge {} is already up: subnet {live_subnet} gateway {live_gateway} uplink {live_uplink}; nothing changed", plan.bridge);
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The `ebridge` library: the CLI's commands, and the pieces a CNI plugin or
+//! the agent reuse.
+pub mod cli;
+pub mod cmd;
+pub mod datapath;
+pub mod error;
+pub mod ipam;
+pub mod maps;
+pub mod netlink;
+pub mod netns;
+pub mod pins;
+pub mod settings;
+pub mod state;

@@ -1,0 +1,63 @@
+//! Typed handles on the pinned maps, opened by any `ebridge` process.
+use anyhow::{Context as _, Result};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use ebridge_common::{
+    config::BridgeConfig,
+    endpoint::Endpoint,
+    fdb::{FdbEntry, MacAddr},
+    maps::*,
+    stats::Counter,
+};
+
+use crate::pins;
+
+pub struct DatapathMaps {
+    pub config: Array<MapData, BridgeConfig>,
+    pub endpoints: HashMap<MapData, u32, Endpoint>,
+    pub endpoint_by_ip: HashMap<MapData, [u8; 4], u32>,
+    pub fdb: HashMap<MapData, MacAddr, FdbEntry>,
+    pub stats: PerCpuArray<MapData, Counter>,
+}
+
+fn open(bridge: &str, name: &str) -> Result<Map> {
+    let path = pins::map_path(bridge, name);
+    let data = MapData::from_pin(&path)
+        .with_context(|| format!("cannot open pinned map {}", path.display()))?;
+    Map::from_map_data(data).with_context(|| format!("map {} has an unexpected type", path.display()))
+}
+
+impl DatapathMaps {
+    pub fn open(bridge: &str) -> Result<Self> {
+        Ok(Self {
+            config: open(bridge, MAP_CONFIG)?.try_into()?,
+            endpoints: open(bridge, MAP_ENDPOINTS)?.try_into()?,
+            endpoint_by_ip: open(bridge, MAP_ENDPOINT_BY_IP)?.try_into()?,
+            fdb: open(bridge, MAP_FDB)?.try_into()?,
+            stats: open(bridge, MAP_STATS)?.try_into()?,
+        })
+    }
+
+    pub fn read_config(&self) -> Result<BridgeConfig> {
+        self.config.get(&0, 0).context("cannot read the config map")
+    }
+
+    /// Per-reason counters summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(u32, Counter)>> {
+        let mut out = Vec::new();
+        for (code, _, _) in ebridge_common::stats::REASONS {
+            let per_cpu = self.stats.get(code, 0).context("cannot read the stats map")?;
+            let mut sum = Counter::default();
+            for c in per_cpu.iter() {
+                sum.packets += c.packets;
+                sum.bytes += c.bytes;
+            }
+            out.push((*code, sum));
+        }
+        Ok(out)
+    }
+}
+
+/// True when a datapath for `bridge` has been pinned (by `ebridge up`).
+pub fn is_pinned(bridge: &str) -> bool {
+    pins::map_path(bridge, MAP_CONFIG).exists()
+}

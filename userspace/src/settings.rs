@@ -1,0 +1,170 @@
+//! Validation of what the user typed. Pure functions, unit-tested; every
+//! error names the bad value and what would be accepted.
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use ipnet::Ipv4Net;
+
+use crate::error::usage;
+
+pub const DEFAULT_BRIDGE: &str = "ebr0";
+pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
+pub const DEFAULT_MTU: u32 = 1500;
+pub const DEFAULT_FDB_AGEING_SECS: u64 = 300;
+/// Linux's IFNAMSIZ (16) minus the terminating NUL.
+pub const MAX_IFNAME_LEN: usize = 15;
+
+pub fn interface_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_IFNAME_LEN {
+        return Err(usage(format!(
+            "{what} name '{name}' has {} characters; the kernel accepts 1 to {MAX_IFNAME_LEN}",
+            name.len()
+        )));
+    }
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(usage(format!(
+            "{what} name '{name}' is not a valid interface name; use letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+pub fn endpoint_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
+        return Err(usage(format!(
+            "endpoint name '{name}' is not valid; use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    Ok(())
+}
+
+pub fn subnet(text: &str) -> Result<Ipv4Net> {
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        usage(format!(
+            "subnet '{text}' is not an IPv4 CIDR; expected something like {DEFAULT_SUBNET}"
+        ))
+    })?;
+    if net.prefix_len() > 30 {
+        return Err(usage(format!(
+            "subnet {net} is too small; a prefix of /30 or shorter leaves room for a gateway and an endpoint"
+        )));
+    }
+    if net.addr() != net.network() {
+        return Err(usage(format!(
+            "subnet {net} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    Ok(net)
+}
+
+pub fn ipv4(what: &str, text: &str) -> Result<Ipv4Addr> {
+    text.parse().map_err(|_| {
+        usage(format!(
+            "{what} '{text}' is not an IPv4 address; expected dotted quad like 172.17.0.2"
+        ))
+    })
+}
+
+/// A host address of `subnet` (neither network nor broadcast address).
+pub fn host_in_subnet(what: &str, addr: Ipv4Addr, subnet: Ipv4Net) -> Result<()> {
+    if !subnet.contains(&addr) || addr == subnet.network() || addr == subnet.broadcast() {
+        return Err(usage(format!(
+            "{what} {addr} is not a host address of subnet {subnet}; use one from {} to {}",
+            first_host(subnet),
+            last_host(subnet)
+        )));
+    }
+    Ok(())
+}
+
+pub fn first_host(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+pub fn last_host(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.broadcast()) - 1)
+}
+
+pub fn gateway(text: Option<&str>, subnet: Ipv4Net) -> Result<Ipv4Addr> {
+    let Some(text) = text else {
+        return Ok(first_host(subnet));
+    };
+    let addr = ipv4("gateway", text)?;
+    host_in_subnet("gateway", addr, subnet)?;
+    Ok(addr)
+}
+
+pub fn mtu(value: u32) -> Result<u32> {
+    if !(68..=65535).contains(&value) {
+        return Err(usage(format!(
+            "MTU {value} is out of range; IPv4 needs 68 to 65535"
+        )));
+    }
+    Ok(value)
+}
+
+pub fn fdb_ageing(secs: u64) -> Result<u64> {
+    if !(1..=1_000_000).contains(&secs) {
+        return Err(usage(format!(
+            "FDB ageing time {secs}s is out of range; use 1 to 1000000 seconds"
+        )));
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(r: Result<impl std::fmt::Debug>) -> String {
+        format!("{}", r.unwrap_err())
+    }
+
+    #[test]
+    fn subnet_parsing() {
+        assert_eq!(subnet("10.1.0.0/24").unwrap().to_string(), "10.1.0.0/24");
+        assert!(msg(subnet("10.1.0.5/24")).contains("did you mean 10.1.0.0/24"));
+        assert!(msg(subnet("banana")).contains("'banana' is not an IPv4 CIDR"));
+        assert!(msg(subnet("10.0.0.0/31")).contains("too small"));
+        assert!(msg(subnet("10.0.0.0/33")).contains("not an IPv4 CIDR"));
+    }
+
+    #[test]
+    fn gateway_defaults_to_first_host() {
+        let net = subnet("172.17.0.0/16").unwrap();
+        assert_eq!(gateway(None, net).unwrap(), Ipv4Addr::new(172, 17, 0, 1));
+        assert_eq!(gateway(Some("172.17.9.9"), net).unwrap(), Ipv4Addr::new(172, 17, 9, 9));
+        assert!(msg(gateway(Some("10.0.0.1"), net)).contains("not a host address of subnet 172.17.0.0/16"));
+        assert!(msg(gateway(Some("172.17.255.255"), net)).contains("172.17.0.1 to 172.17.255.254"));
+        assert!(msg(gateway(Some("1.2.3"), net)).contains("not an IPv4 address"));
+    }
+
+    #[test]
+    fn interface_names() {
+        assert!(interface_name("bridge", "ebr0").is_ok());
+        assert!(interface_name("bridge", "fifteen-chars-x").is_ok());
+        assert!(msg(interface_name("bridge", "sixteen-chars-xx")).contains("1 to 15"));
+        assert!(msg(interface_name("bridge", "a/b")).contains("not a valid interface name"));
+        assert!(interface_name("bridge", "").is_err());
+    }
+
+    #[test]
+    fn endpoint_names() {
+        assert!(endpoint_name("web-1").is_ok());
+        assert!(endpoint_name("a b").is_err());
+        assert!(endpoint_name(".hidden").is_err());
+        assert!(endpoint_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn numeric_ranges() {
+        assert!(mtu(1500).is_ok());
+        assert!(msg(mtu(67)).contains("68 to 65535"));
+        assert!(fdb_ageing(300).is_ok());
+        assert!(fdb_ageing(0).is_err());
+    }
+}

@@ -1,5 +1,7 @@
 //! User-side trait impls: aya needs `Pod` to read and write map entries.
-use crate::{config::BridgeConfig, endpoint::Endpoint, fdb::FdbEntry, fdb::MacAddr, stats::Counter};
+use crate::{
+    config::BridgeConfig, endpoint::Endpoint, fdb::FdbEntry, fdb::MacAddr, stats::Counter,
+};
 
 macro_rules! pod {
     ($($t:ty),*) => {$(

@@ -21,7 +21,11 @@ pub fn ensure_linear(ctx: &TcContext) {
     let linear = (ctx.data_end() - ctx.data()) as u32;
     let total = ctx.len();
     if linear < LINEAR_WANTED && linear < total {
-        let want = if total < LINEAR_WANTED { total } else { LINEAR_WANTED };
+        let want = if total < LINEAR_WANTED {
+            total
+        } else {
+            LINEAR_WANTED
+        };
         let _ = ctx.pull_data(want);
     }
 }

@@ -9,7 +9,8 @@ use ebridge_common::{config::BridgeConfig, maps::*};
 
 use crate::{maps::DatapathMaps, pins};
 
-static DATAPATH_OBJECT: &[u8] =
+/// The compiled eBPF object (embedded at build time; tests load it too).
+pub static DATAPATH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebridge-datapath"));
 
 /// Creates and pins every map and program of the bridge's datapath and
@@ -27,17 +28,22 @@ pub fn load_and_pin(bridge: &str, config: &BridgeConfig) -> Result<()> {
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
-    let mut ebpf = loader.load(DATAPATH_OBJECT).context("cannot load the eBPF object")?;
+    let mut ebpf = loader
+        .load(DATAPATH_OBJECT)
+        .context("cannot load the eBPF object")?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_ENDPOINT)
         .context("eBPF object has no endpoint program")?
         .try_into()?;
-    prog.load().context("the kernel rejected the endpoint program")?;
+    prog.load()
+        .context("the kernel rejected the endpoint program")?;
     prog.pin(pins::prog_path(bridge, PROG_ENDPOINT))
         .context("cannot pin the endpoint program")?;
 
     let mut maps = DatapathMaps::open(bridge)?;
-    maps.config.set(0, config, 0).context("cannot write the config map")?;
+    maps.config
+        .set(0, config, 0)
+        .context("cannot write the config map")?;
     Ok(())
 }
 

@@ -7,7 +7,11 @@ use ipnet::Ipv4Net;
 use crate::{error::usage, settings};
 
 /// The lowest host address of `subnet` that is neither the gateway nor taken.
-pub fn next_free(subnet: Ipv4Net, gateway: Ipv4Addr, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+pub fn next_free(
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    taken: &HashSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
     let first = u32::from(settings::first_host(subnet));
     let last = u32::from(settings::last_host(subnet));
     (first..=last)
@@ -32,7 +36,9 @@ pub fn check_requested(
         let hint = next_free(subnet, gateway, taken)
             .map(|a| format!("; {a} is free"))
             .unwrap_or_default();
-        return Err(usage(format!("address {addr} is already taken by another endpoint{hint}")));
+        return Err(usage(format!(
+            "address {addr} is already taken by another endpoint{hint}"
+        )));
     }
     Ok(())
 }
@@ -108,8 +114,14 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(format_mac(&mac_for_ip(Ipv4Addr::new(172, 17, 0, 2))), "02:42:ac:11:00:02");
-        assert_eq!(parse_mac("02:42:AC:11:00:02").unwrap(), [2, 0x42, 0xac, 0x11, 0, 2]);
+        assert_eq!(
+            format_mac(&mac_for_ip(Ipv4Addr::new(172, 17, 0, 2))),
+            "02:42:ac:11:00:02"
+        );
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02").unwrap(),
+            [2, 0x42, 0xac, 0x11, 0, 2]
+        );
         assert!(parse_mac("01:00:5e:00:00:01").is_err(), "multicast");
         assert!(parse_mac("00:00:00:00:00:00").is_err());
         assert!(parse_mac("02:42:ac:11:00").is_err());

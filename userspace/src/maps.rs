@@ -23,7 +23,8 @@ fn open(bridge: &str, name: &str) -> Result<Map> {
     let path = pins::map_path(bridge, name);
     let data = MapData::from_pin(&path)
         .with_context(|| format!("cannot open pinned map {}", path.display()))?;
-    Map::from_map_data(data).with_context(|| format!("map {} has an unexpected type", path.display()))
+    Map::from_map_data(data)
+        .with_context(|| format!("map {} has an unexpected type", path.display()))
 }
 
 impl DatapathMaps {
@@ -45,7 +46,10 @@ impl DatapathMaps {
     pub fn counters(&self) -> Result<Vec<(u32, Counter)>> {
         let mut out = Vec::new();
         for (code, _, _) in ebridge_common::stats::REASONS {
-            let per_cpu = self.stats.get(code, 0).context("cannot read the stats map")?;
+            let per_cpu = self
+                .stats
+                .get(code, 0)
+                .context("cannot read the stats map")?;
             let mut sum = Counter::default();
             for c in per_cpu.iter() {
                 sum.packets += c.packets;

@@ -109,7 +109,12 @@ impl Netlink {
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
-        let mut req = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match req.try_next().await {
             Ok(Some(msg)) => Ok(Some(Link::from_message(&msg))),
             Ok(None) => Ok(None),
@@ -143,7 +148,11 @@ impl Netlink {
     /// An explicit MAC keeps the bridge's address (and so its local FDB
     /// entry) from following the lowest port MAC as ports come and go.
     pub async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<Link> {
-        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).up().build();
+        let msg = LinkBridge::new(name)
+            .address(mac.to_vec())
+            .mtu(mtu)
+            .up()
+            .build();
         self.handle
             .link()
             .add(msg)

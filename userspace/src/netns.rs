@@ -1,5 +1,8 @@
 //! Named network namespaces under /run/netns, as `ip netns` makes them.
-use std::{os::unix::fs::MetadataExt as _, path::{Path, PathBuf}};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{anyhow, Context as _, Result};
 use rtnetlink::NetworkNamespace;

@@ -40,7 +40,13 @@ pub fn ensure_bpffs() -> Result<()> {
     let fstype = CString::new("bpf")?;
     // SAFETY: valid C strings; no data argument.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), path.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).context("cannot mount bpffs at /sys/fs/bpf");
@@ -53,11 +59,16 @@ pub fn ensure_bpffs() -> Result<()> {
 pub fn remove_bridge_dir(bridge: &str) -> Result<()> {
     let dir = bridge_dir(bridge);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     // Leave /sys/fs/bpf/ebridge only if other bridges still use it.
     let parent = Path::new(BPFFS).join("ebridge");
-    if parent.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false) {
+    if parent
+        .read_dir()
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+    {
         let _ = std::fs::remove_dir(parent);
     }
     Ok(())

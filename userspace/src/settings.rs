@@ -21,7 +21,12 @@ pub fn interface_name(what: &str, name: &str) -> Result<()> {
             name.len()
         )));
     }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err(usage(format!(
             "{what} name '{name}' is not a valid interface name; use letters, digits, '-', '_' or '.'"
         )));
@@ -137,8 +142,12 @@ mod tests {
     fn gateway_defaults_to_first_host() {
         let net = subnet("172.17.0.0/16").unwrap();
         assert_eq!(gateway(None, net).unwrap(), Ipv4Addr::new(172, 17, 0, 1));
-        assert_eq!(gateway(Some("172.17.9.9"), net).unwrap(), Ipv4Addr::new(172, 17, 9, 9));
-        assert!(msg(gateway(Some("10.0.0.1"), net)).contains("not a host address of subnet 172.17.0.0/16"));
+        assert_eq!(
+            gateway(Some("172.17.9.9"), net).unwrap(),
+            Ipv4Addr::new(172, 17, 9, 9)
+        );
+        assert!(msg(gateway(Some("10.0.0.1"), net))
+            .contains("not a host address of subnet 172.17.0.0/16"));
         assert!(msg(gateway(Some("172.17.255.255"), net)).contains("172.17.0.1 to 172.17.255.254"));
         assert!(msg(gateway(Some("1.2.3"), net)).contains("not an IPv4 address"));
     }

@@ -55,8 +55,9 @@ pub fn lock(bridge: &str) -> Result<StateLock> {
 pub fn load(bridge: &str) -> Result<BridgeState> {
     let path = state_file(bridge);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is corrupt", path.display())),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BridgeState::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -75,5 +76,7 @@ pub fn remove(bridge: &str) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
+    // /run/ebridge itself goes with the last bridge.
+    let _ = fs::remove_dir("/run/ebridge");
     Ok(())
 }

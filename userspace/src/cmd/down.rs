@@ -41,6 +41,9 @@ pub async fn run(bridge: &str) -> Result<()> {
     pins::remove_bridge_dir(bridge)?;
     state::remove(bridge)?;
     drop(lock);
-    println!("bridge {bridge} down: {} endpoint(s) removed", st.endpoints.len());
+    println!(
+        "bridge {bridge} down: {} endpoint(s) removed",
+        st.endpoints.len()
+    );
     Ok(())
 }

@@ -121,7 +121,9 @@ async fn plan(
             addr
         }
         None => ipam::next_free(subnet, gateway, &taken).ok_or_else(|| {
-            usage(format!("subnet {subnet} has no free address left for another endpoint"))
+            usage(format!(
+                "subnet {subnet} has no free address left for another endpoint"
+            ))
         })?,
     };
     let mac = match &args.mac {
@@ -241,14 +243,21 @@ fn configure_container_side(
             .link_by_name(&ifname)
             .await?
             .with_context(|| format!("{ifname} did not appear in the netns"))?;
-        nl.add_address(link.index, Ipv4Net::new(ipv4, prefix_len)?).await?;
+        nl.add_address(link.index, Ipv4Net::new(ipv4, prefix_len)?)
+            .await?;
         nl.set_up(link.index).await?;
         nl.add_default_route(gateway, link.index).await
     })
 }
 
 /// Removes an endpoint's entries from the maps; missing ones are fine.
-fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6], host_mac: Option<[u8; 6]>) {
+fn forget(
+    maps: &mut DatapathMaps,
+    ifindex: u32,
+    ipv4: Ipv4Addr,
+    mac: [u8; 6],
+    host_mac: Option<[u8; 6]>,
+) {
     let _ = maps.endpoints.remove(&ifindex);
     if maps.endpoint_by_ip.get(&ipv4.octets(), 0).ok() == Some(ifindex) {
         let _ = maps.endpoint_by_ip.remove(&ipv4.octets());
@@ -267,7 +276,11 @@ pub async fn rm(bridge: &str, name: &str) -> Result<()> {
         let known: Vec<&str> = st.endpoints.iter().map(|e| e.name.as_str()).collect();
         return Err(usage(format!(
             "no endpoint named {name} on bridge {bridge}; known: {}",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         )));
     };
     let record = st.endpoints.remove(pos);
@@ -287,7 +300,13 @@ pub async fn remove_endpoint(
     datapath::detach_endpoint(bridge, &record.host_veth)?;
     let mac = ipam::parse_mac(&record.mac).ok();
     if let Some(veth) = nl.link_by_name(&record.host_veth).await? {
-        forget(maps, veth.index, record.ipv4, mac.unwrap_or_default(), veth.mac);
+        forget(
+            maps,
+            veth.index,
+            record.ipv4,
+            mac.unwrap_or_default(),
+            veth.mac,
+        );
         nl.delete_link(veth.index).await?;
     }
     if record.created_netns {
@@ -308,7 +327,10 @@ pub async fn ls(bridge: &str, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&st.endpoints)?);
         return Ok(());
     }
-    println!("{:<20} {:<24} {:<12} {:<18} {}", "NAME", "NETNS", "VETH", "IP", "MAC");
+    println!(
+        "{:<20} {:<24} {:<12} {:<18} {}",
+        "NAME", "NETNS", "VETH", "IP", "MAC"
+    );
     for e in &st.endpoints {
         println!(
             "{:<20} {:<24} {:<12} {:<18} {}",

@@ -22,7 +22,10 @@ pub async fn run(bridge: &str, what: ShowCommand) -> Result<()> {
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -43,7 +46,11 @@ async fn fdb(maps: &crate::maps::DatapathMaps, nl: &Netlink, json_out: bool) -> 
     for entry in maps.fdb.iter() {
         let (key, value) = entry?;
         let local = value.flags & FDB_F_LOCAL != 0;
-        let age_ns = if local { 0 } else { now.saturating_sub(value.last_seen_ns) };
+        let age_ns = if local {
+            0
+        } else {
+            now.saturating_sub(value.last_seen_ns)
+        };
         let expired = !local && age_ns > cfg.fdb_ageing_ns;
         rows.push((
             port_name(nl, value.ifindex).await?,
@@ -64,9 +71,16 @@ async fn fdb(maps: &crate::maps::DatapathMaps, nl: &Netlink, json_out: bool) -> 
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("{:<16} {:<18} {:<10} ageing timer", "port", "mac addr", "is local?");
+    println!(
+        "{:<16} {:<18} {:<10} ageing timer",
+        "port", "mac addr", "is local?"
+    );
     for (port, mac, local, age, expired) in rows {
-        let timer = if expired { "expired".to_string() } else { format!("{age:>7.2}") };
+        let timer = if expired {
+            "expired".to_string()
+        } else {
+            format!("{age:>7.2}")
+        };
         println!(
             "{port:<16} {mac:<18} {:<10} {timer}",
             if local { "yes" } else { "no" }
@@ -114,9 +128,18 @@ fn verdict_label(v: Verdict) -> &'static str {
     }
 }
 
-async fn config(bridge: &str, maps: &crate::maps::DatapathMaps, nl: &Netlink, json_out: bool) -> Result<()> {
+async fn config(
+    bridge: &str,
+    maps: &crate::maps::DatapathMaps,
+    nl: &Netlink,
+    json_out: bool,
+) -> Result<()> {
     let cfg = maps.read_config()?;
-    let subnet = format!("{}/{}", Ipv4Addr::from(cfg.subnet_ipv4), cfg.subnet_prefix_len);
+    let subnet = format!(
+        "{}/{}",
+        Ipv4Addr::from(cfg.subnet_ipv4),
+        cfg.subnet_prefix_len
+    );
     let out = json!({
         "bridge": bridge,
         "bridge_ifindex": cfg.bridge_ifindex,
@@ -134,7 +157,10 @@ async fn config(bridge: &str, maps: &crate::maps::DatapathMaps, nl: &Netlink, js
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if let Some(obj) = out.as_object() {
         for (k, v) in obj {
-            let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             println!("{k:<16} {v}");
         }
     }

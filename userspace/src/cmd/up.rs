@@ -140,7 +140,9 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 
 async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
     let uplink = check_environment(nl, args, plan).await?;
-    let bridge = nl.create_bridge(&plan.bridge, ipam::mac_for_ip(plan.gateway), plan.mtu).await?;
+    let bridge = nl
+        .create_bridge(&plan.bridge, ipam::mac_for_ip(plan.gateway), plan.mtu)
+        .await?;
     if let Err(e) = bring_up_datapath(nl, plan, &bridge, &uplink).await {
         let _ = pins::remove_bridge_dir(&plan.bridge);
         let _ = nl.delete_link(bridge.index).await;
@@ -220,7 +222,10 @@ async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig
     }
     let live_ageing = cfg.fdb_ageing_ns / 1_000_000_000;
     if args.fdb_ageing.is_some() && plan.fdb_ageing_secs != live_ageing {
-        diffs.push(format!("fdb-ageing {live_ageing} (asked {})", plan.fdb_ageing_secs));
+        diffs.push(format!(
+            "fdb-ageing {live_ageing} (asked {})",
+            plan.fdb_ageing_secs
+        ));
     }
     if args.no_icc && live_icc {
         diffs.push("icc on (asked --no-icc)".to_string());

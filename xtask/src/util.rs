@@ -1,0 +1,84 @@
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `~/.cargo/bin`, where bpf-linker is installed; prepended to PATH for
+/// every cargo call so aya-build finds it.
+pub fn cargo_bin_dir() -> PathBuf {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        });
+    home.join("bin")
+}
+
+pub fn path_with_cargo_bin() -> std::ffi::OsString {
+    let mut paths = vec![cargo_bin_dir()];
+    if let Some(p) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&p));
+    }
+    env::join_paths(paths).expect("PATH entries are valid")
+}
+
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("PATH", path_with_cargo_bin())
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+pub fn build_release() -> Result<()> {
+    cargo(&["build", "--release", "-p", "ebridge"])
+}
+
+pub fn ebridge_release_bin() -> PathBuf {
+    workspace_root().join("target/release/ebridge")
+}
+
+/// Runs a command, failing with its stderr if it fails.
+pub fn sh(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command and ignores failure (teardown).
+pub fn sh_quiet(program: &str, args: &[&str]) {
+    let _ = Command::new(program).args(args).output();
+}
+
+pub fn require_root() -> Result<()> {
+    let uid = sh("id", &["-u"])?;
+    if uid.trim() != "0" {
+        bail!("this needs root (network namespaces, BPF); run it as root");
+    }
+    Ok(())
+}

@@ -236,6 +236,13 @@ fn configure_container_side(
 ) -> Result<()> {
     let ifname = ifname.to_string();
     crate::netlink::in_netns(netns, move |nl| async move {
+        // The network is IPv4-only: like Docker, keep the interface from
+        // chattering IPv6 (router solicitations, MLD) onto the bridge. Runs
+        // on the netns thread, so /proc/sys/net is the container's.
+        let sysctl = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+        if std::path::Path::new(&sysctl).exists() {
+            std::fs::write(&sysctl, "1").with_context(|| format!("cannot write {sysctl}"))?;
+        }
         if let Some(lo) = nl.link_by_name("lo").await? {
             nl.set_up(lo.index).await?;
         }

@@ -1,0 +1,251 @@
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The `ebridge` binary under test: $EBRIDGE_BIN, or the one cargo built
+/// next to this test executable (target/<profile>/ebridge).
+pub fn ebridge_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("EBRIDGE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("ebridge"))
+        .expect("target/<profile>/ebridge")
+}
+
+/// Runs a command, returning its output whatever the status.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}): {}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A node namespace (where ebridge runs, as on a real host), an outside
+/// namespace behind its uplink `uplink0`, and whatever endpoints the test
+/// adds. Every namespace is named `<id>-...` and removed on drop, also when
+/// the test panics.
+pub struct Lab {
+    pub id: String,
+    pub node: String,
+    pub outside: String,
+    pub bridge: String,
+}
+
+pub const NODE_UPLINK_IP: &str = "198.51.100.1";
+pub const OUTSIDE_IP: &str = "198.51.100.2";
+
+impl Lab {
+    /// Builds node and outside; does not run `ebridge up`.
+    pub fn new() -> Self {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = format!("t{}x{n}", std::process::id());
+        let lab = Lab {
+            node: format!("{id}-node"),
+            outside: format!("{id}-out"),
+            bridge: format!("b{}x{n}", std::process::id()),
+            id,
+        };
+        run_ok("ip", &["netns", "add", &lab.node]);
+        run_ok("ip", &["netns", "add", &lab.outside]);
+        for ns in [&lab.node, &lab.outside] {
+            run_ok("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        run_ok(
+            "ip",
+            &["-n", &lab.node, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", &lab.outside],
+        );
+        run_ok("ip", &["-n", &lab.node, "addr", "add", &format!("{NODE_UPLINK_IP}/24"), "dev", "uplink0"]);
+        run_ok("ip", &["-n", &lab.node, "link", "set", "uplink0", "up"]);
+        run_ok("ip", &["-n", &lab.outside, "addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"]);
+        run_ok("ip", &["-n", &lab.outside, "link", "set", "eth0", "up"]);
+        run_ok("ip", &["-n", &lab.node, "route", "add", "default", "via", OUTSIDE_IP]);
+        lab
+    }
+
+    /// A lab with the bridge up (`extra` are more `up` flags).
+    pub fn up(extra: &[&str]) -> Self {
+        let lab = Self::new();
+        let mut args = vec!["up", "--subnet", "172.17.0.0/16"];
+        args.extend(extra);
+        lab.ebridge_ok(&args);
+        lab
+    }
+
+    /// `ebridge ARGS --bridge <this lab's bridge>` inside the node.
+    pub fn ebridge(&self, args: &[&str]) -> Output {
+        self.ebridge_in(&self.node, args)
+    }
+
+    pub fn ebridge_in(&self, netns: &str, args: &[&str]) -> Output {
+        let bin = ebridge_bin();
+        let net = format!("--net=/run/netns/{netns}");
+        let mut full: Vec<&str> = vec![&net, bin.to_str().expect("utf-8 path")];
+        full.extend(args);
+        if !args.contains(&"--bridge") {
+            full.extend(["--bridge", &self.bridge]);
+        }
+        run("nsenter", &full)
+    }
+
+    pub fn ebridge_ok(&self, args: &[&str]) -> String {
+        let out = self.ebridge(args);
+        assert!(
+            out.status.success(),
+            "ebridge {} failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// A unique endpoint (and netns) name for this lab.
+    pub fn name(&self, short: &str) -> String {
+        format!("{}-{short}", self.id)
+    }
+
+    /// Adds an endpoint named `<id>-short`; returns its name.
+    pub fn endpoint(&self, short: &str, extra: &[&str]) -> String {
+        let name = self.name(short);
+        let mut args = vec!["endpoint", "add", &name];
+        args.extend(extra);
+        self.ebridge_ok(&args);
+        name
+    }
+
+    /// `ip netns exec NS ARGS...`
+    pub fn exec(&self, netns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", netns];
+        full.extend(args);
+        run("ip", &full)
+    }
+
+    pub fn exec_ok(&self, netns: &str, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", netns];
+        full.extend(args);
+        run_ok("ip", &full)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut full = args.to_vec();
+        full.push("--json");
+        let text = self.ebridge_ok(&full);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {text}"))
+    }
+
+    /// Counters by reason label: (packets, bytes).
+    pub fn stats(&self) -> HashMap<String, (u64, u64)> {
+        let v = self.json(&["show", "stats"]);
+        v.as_array()
+            .expect("stats is a list")
+            .iter()
+            .map(|r| {
+                (
+                    r["reason"].as_str().unwrap_or("?").to_string(),
+                    (r["packets"].as_u64().unwrap_or(0), r["bytes"].as_u64().unwrap_or(0)),
+                )
+            })
+            .collect()
+    }
+
+    pub fn packets(&self, reason: &str) -> u64 {
+        self.stats().get(reason).map(|c| c.0).unwrap_or_else(|| panic!("no counter {reason}"))
+    }
+
+    /// A link's packet counters as the kernel sees them: (rx, tx).
+    pub fn link_packets(&self, netns: &str, ifname: &str) -> (u64, u64) {
+        let read = |what: &str| -> u64 {
+            let path = format!("/sys/class/net/{ifname}/statistics/{what}_packets");
+            self.exec_ok(netns, &["cat", &path]).trim().parse().expect("counter")
+        };
+        (read("rx"), read("tx"))
+    }
+
+    /// Everything a failed command must leave untouched: the node's links,
+    /// addresses and routes, this lab's namespaces and the bridge's pins.
+    pub fn snapshot(&self) -> String {
+        let mut s = String::new();
+        for args in [
+            vec!["-n", &self.node, "-o", "link", "show"],
+            vec!["-n", &self.node, "-o", "addr", "show"],
+            vec!["-n", &self.node, "route", "show"],
+        ] {
+            s += &run_ok("ip", &args)
+                .lines()
+                // Packet counters and link state churn on their own.
+                .map(|l| l.split(" state ").next().unwrap_or(l).to_string() + "\n")
+                .collect::<String>();
+        }
+        s += &self.own_netns().join(" ");
+        s += "\n";
+        let pins = run("find", &[&format!("/sys/fs/bpf/ebridge/{}", self.bridge)]);
+        s += &stdout(&pins);
+        s += &stdout(&run("find", &[&format!("/run/ebridge/{}", self.bridge)]));
+        s
+    }
+
+    /// Namespaces of this lab that exist now.
+    pub fn own_netns(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(&format!("{}-", self.id)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.ebridge(&["down"]);
+        for ns in self.own_netns() {
+            let _ = run("ip", &["netns", "del", &ns]);
+        }
+        // In case `down` could not run (e.g. the node is gone already).
+        let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/ebridge/{}", self.bridge));
+        let _ = std::fs::remove_dir_all(format!("/run/ebridge/{}", self.bridge));
+    }
+}

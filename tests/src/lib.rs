@@ -1,0 +1,3 @@
+//! Test fixtures: network namespaces made per test and always removed, and
+//! a handle to run the `ebridge` binary inside them.
+pub mod lab;

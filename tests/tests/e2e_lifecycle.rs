@@ -1,0 +1,131 @@
+//! `up` is idempotent, `down` removes everything it made and nothing else,
+//! and two bridges in two namespaces never see each other.
+use ebridge_tests::lab::{run, stderr, stdout, Lab};
+
+fn pins_exist(lab: &Lab) -> bool {
+    std::path::Path::new(&format!("/sys/fs/bpf/ebridge/{}", lab.bridge)).exists()
+}
+
+#[test]
+fn up_twice_changes_nothing() {
+    let lab = Lab::up(&[]);
+    let a = lab.endpoint("a", &[]);
+    let before = lab.snapshot();
+    let out = lab.ebridge(&["up", "--subnet", "172.17.0.0/16"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("already up"), "{}", stdout(&out));
+    assert_eq!(lab.snapshot(), before);
+    // The datapath kept working.
+    lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+}
+
+#[test]
+fn up_with_other_settings_says_what_differs() {
+    let lab = Lab::up(&[]);
+    let before = lab.snapshot();
+    let out = lab.ebridge(&["up", "--subnet", "10.77.0.0/24", "--mtu", "1400"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("subnet 172.17.0.0/16 (asked 10.77.0.0/24)"), "{err}");
+    assert!(err.contains("mtu 1500 (asked 1400)"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(lab.snapshot(), before);
+}
+
+#[test]
+fn down_leaves_no_trace_and_up_again_works() {
+    let lab = Lab::new();
+    let pristine = lab.snapshot();
+    lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16"]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
+    assert!(pins_exist(&lab));
+    // The TCX links behind the pins, by kernel id.
+    let link_ids: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ebridge/{}/links", lab.bridge))
+        .expect("links dir")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let shown = stdout(&run("bpftool", &["link", "show", "pinned", path.to_str().expect("utf-8")]));
+            let id = shown.split(':').next().expect("link id").trim().to_string();
+            assert!(id.parse::<u32>().is_ok(), "no link id in {shown:?}");
+            id
+        })
+        .collect();
+    assert_eq!(link_ids.len(), 2, "{link_ids:?}");
+
+    let out = lab.ebridge_ok(&["down"]);
+    assert!(out.contains("2 endpoint(s) removed"), "{out}");
+    assert_eq!(lab.snapshot(), pristine, "down left something behind");
+    assert!(!pins_exist(&lab));
+    assert!(!std::path::Path::new(&format!("/run/netns/{a}")).exists());
+    assert!(!std::path::Path::new(&format!("/run/netns/{b}")).exists());
+    assert!(!std::path::Path::new(&format!("/run/ebridge/{}", lab.bridge)).exists());
+    // The links are gone from the kernel, not just unpinned.
+    for id in &link_ids {
+        let shown = run("bpftool", &["link", "show", "id", id]);
+        assert!(!shown.status.success(), "link {id} survived down: {}", stdout(&shown));
+    }
+
+    // down again is harmless; up again starts from scratch.
+    assert!(lab.ebridge(&["down"]).status.success());
+    lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16"]);
+    let a = lab.endpoint("a", &[]);
+    let _b = lab.endpoint("b", &[]);
+    lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
+}
+
+#[test]
+fn down_keeps_what_it_did_not_make() {
+    let lab = Lab::up(&[]);
+    // A netns the user made and handed to ebridge survives `down`.
+    let own = lab.name("own");
+    ebridge_tests::lab::run_ok("ip", &["netns", "add", &own]);
+    let path = format!("/run/netns/{own}");
+    lab.endpoint("x", &["--netns", &path]);
+    lab.ebridge_ok(&["down"]);
+    assert!(std::path::Path::new(&path).exists());
+    // Its interface went with the veth pair.
+    let links = lab.exec_ok(&own, &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth0"), "{links}");
+    // The uplink and its address are untouched.
+    let addrs = lab.exec_ok(&lab.node, &["ip", "-o", "addr", "show", "uplink0"]);
+    assert!(addrs.contains("198.51.100.1/24"), "{addrs}");
+}
+
+#[test]
+fn endpoint_rm_removes_only_that_endpoint() {
+    let lab = Lab::up(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    lab.ebridge_ok(&["endpoint", "rm", &b]);
+    assert!(!std::path::Path::new(&format!("/run/netns/{b}")).exists());
+    let list = lab.json(&["endpoint", "ls"]);
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, vec![a.as_str()]);
+    // b's address is free again and is handed out next.
+    let c = lab.endpoint("c", &[]);
+    let list = lab.json(&["endpoint", "ls"]);
+    let c_ip = list.as_array().expect("list").iter().find(|e| e["name"] == c.as_str()).expect("c")["ipv4"].clone();
+    assert_eq!(c_ip, "172.17.0.3");
+}
+
+#[test]
+fn two_bridges_in_two_namespaces_are_separate() {
+    let one = Lab::up(&[]);
+    let two = Lab::up(&[]);
+    let a1 = one.endpoint("a", &[]);
+    let a2 = two.endpoint("a", &[]);
+    // Same subnet and addresses in both: each is a world of its own.
+    one.exec_ok(&a1, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+    two.exec_ok(&a2, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+    let list = one.json(&["endpoint", "ls"]);
+    assert_eq!(list.as_array().expect("list").len(), 1);
+    // Naming the other node's bridge from this node is refused.
+    let out = one.ebridge(&["endpoint", "ls", "--bridge", &two.bridge]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("belongs to another network namespace"), "{}", stderr(&out));
+    let out = one.ebridge(&["up", "--bridge", &two.bridge, "--subnet", "10.1.0.0/24"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("another network namespace"), "{}", stderr(&out));
+}

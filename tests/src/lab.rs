@@ -84,13 +84,53 @@ impl Lab {
         }
         run_ok(
             "ip",
-            &["-n", &lab.node, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", &lab.outside],
+            &[
+                "-n",
+                &lab.node,
+                "link",
+                "add",
+                "uplink0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &lab.outside,
+            ],
         );
-        run_ok("ip", &["-n", &lab.node, "addr", "add", &format!("{NODE_UPLINK_IP}/24"), "dev", "uplink0"]);
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &lab.node,
+                "addr",
+                "add",
+                &format!("{NODE_UPLINK_IP}/24"),
+                "dev",
+                "uplink0",
+            ],
+        );
         run_ok("ip", &["-n", &lab.node, "link", "set", "uplink0", "up"]);
-        run_ok("ip", &["-n", &lab.outside, "addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"]);
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &lab.outside,
+                "addr",
+                "add",
+                &format!("{OUTSIDE_IP}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
         run_ok("ip", &["-n", &lab.outside, "link", "set", "eth0", "up"]);
-        run_ok("ip", &["-n", &lab.node, "route", "add", "default", "via", OUTSIDE_IP]);
+        run_ok(
+            "ip",
+            &[
+                "-n", &lab.node, "route", "add", "default", "via", OUTSIDE_IP,
+            ],
+        );
         lab
     }
 
@@ -163,7 +203,8 @@ impl Lab {
         let mut full = args.to_vec();
         full.push("--json");
         let text = self.ebridge_ok(&full);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {text}"))
     }
 
     /// Counters by reason label: (packets, bytes).
@@ -175,21 +216,30 @@ impl Lab {
             .map(|r| {
                 (
                     r["reason"].as_str().unwrap_or("?").to_string(),
-                    (r["packets"].as_u64().unwrap_or(0), r["bytes"].as_u64().unwrap_or(0)),
+                    (
+                        r["packets"].as_u64().unwrap_or(0),
+                        r["bytes"].as_u64().unwrap_or(0),
+                    ),
                 )
             })
             .collect()
     }
 
     pub fn packets(&self, reason: &str) -> u64 {
-        self.stats().get(reason).map(|c| c.0).unwrap_or_else(|| panic!("no counter {reason}"))
+        self.stats()
+            .get(reason)
+            .map(|c| c.0)
+            .unwrap_or_else(|| panic!("no counter {reason}"))
     }
 
     /// A link's packet counters as the kernel sees them: (rx, tx).
     pub fn link_packets(&self, netns: &str, ifname: &str) -> (u64, u64) {
         let read = |what: &str| -> u64 {
             let path = format!("/sys/class/net/{ifname}/statistics/{what}_packets");
-            self.exec_ok(netns, &["cat", &path]).trim().parse().expect("counter")
+            self.exec_ok(netns, &["cat", &path])
+                .trim()
+                .parse()
+                .expect("counter")
         };
         (read("rx"), read("tx"))
     }

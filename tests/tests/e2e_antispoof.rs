@@ -17,7 +17,10 @@ fn send_forged(lab: &Lab, netns: &str, src_mac: &str, src_ip: &str, dst_mac: &st
 fn udp_arrivals(lab: &Lab, netns: &str) -> u64 {
     let snmp = lab.exec_ok(netns, &["cat", "/proc/net/snmp"]);
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next().expect("Udp header"), udp.next().expect("Udp values"));
+    let (names, values) = (
+        udp.next().expect("Udp header"),
+        udp.next().expect("Udp values"),
+    );
     names
         .split_whitespace()
         .zip(values.split_whitespace())
@@ -39,7 +42,14 @@ fn spoofed_source_ip_is_dropped_and_counted() {
     let b_rx = udp_arrivals(&lab, &b);
     let before = lab.packets("drop-spoofed-ip");
     // a's real MAC, somebody else's address.
-    send_forged(&lab, &a, "02:42:ac:11:00:02", "172.17.0.99", "02:42:ac:11:00:03", 5);
+    send_forged(
+        &lab,
+        &a,
+        "02:42:ac:11:00:02",
+        "172.17.0.99",
+        "02:42:ac:11:00:03",
+        5,
+    );
     assert_eq!(lab.packets("drop-spoofed-ip") - before, 5);
     assert_eq!(udp_arrivals(&lab, &b), b_rx, "b received forged datagrams");
 }
@@ -52,7 +62,14 @@ fn spoofed_source_mac_is_dropped_and_counted() {
     learn_macs(&lab, &a);
     let b_rx = udp_arrivals(&lab, &b);
     let before = lab.packets("drop-spoofed-mac");
-    send_forged(&lab, &a, "02:42:de:ad:be:ef", "172.17.0.2", "02:42:ac:11:00:03", 4);
+    send_forged(
+        &lab,
+        &a,
+        "02:42:de:ad:be:ef",
+        "172.17.0.2",
+        "02:42:ac:11:00:03",
+        4,
+    );
     assert_eq!(lab.packets("drop-spoofed-mac") - before, 4);
     assert_eq!(udp_arrivals(&lab, &b), b_rx, "b received forged datagrams");
     // The forged MAC never made it into the FDB.
@@ -74,7 +91,14 @@ fn honest_frames_from_a_raw_socket_still_pass() {
     learn_macs(&lab, &a);
     let before = lab.packets("redirect-peer");
     let b_udp = udp_arrivals(&lab, &b);
-    send_forged(&lab, &a, "02:42:ac:11:00:02", "172.17.0.2", "02:42:ac:11:00:03", 3);
+    send_forged(
+        &lab,
+        &a,
+        "02:42:ac:11:00:02",
+        "172.17.0.2",
+        "02:42:ac:11:00:03",
+        3,
+    );
     assert_eq!(udp_arrivals(&lab, &b) - b_udp, 3);
     // Three datagrams there, three port-unreachables back.
     assert!(lab.packets("redirect-peer") - before >= 3);

@@ -10,12 +10,21 @@ fn ping_both_ways() {
     let a = lab.endpoint("a", &[]);
     let b = lab.endpoint("b", &[]);
     let before = lab.packets("redirect-peer");
-    lab.exec_ok(&a, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "172.17.0.3"]);
-    lab.exec_ok(&b, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "172.17.0.2"]);
+    lab.exec_ok(
+        &a,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "172.17.0.3"],
+    );
+    lab.exec_ok(
+        &b,
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "172.17.0.2"],
+    );
     // 12 ICMP packets (6 requests, 6 replies) all redirected; ARP unicast
     // replies may add a few.
     let redirected = lab.packets("redirect-peer") - before;
-    assert!(redirected >= 11, "only {redirected} packets took the fast path");
+    assert!(
+        redirected >= 11,
+        "only {redirected} packets took the fast path"
+    );
 }
 
 #[test]
@@ -31,7 +40,10 @@ fn tcp_100mb_checksum_and_fast_path_counters() {
     let dst = dir.join("received");
     run_ok(
         "sh",
-        &["-c", &format!("head -c 104857600 /dev/urandom > {}", src.display())],
+        &[
+            "-c",
+            &format!("head -c 104857600 /dev/urandom > {}", src.display()),
+        ],
     );
 
     let host_veths: Vec<String> = lab
@@ -51,29 +63,36 @@ fn tcp_100mb_checksum_and_fast_path_counters() {
 
     let server = std::process::Command::new("ip")
         .args(["netns", "exec", &a, "sh", "-c"])
-        .arg(format!(
-            "timeout 60 nc -l -p 5001 > {}",
-            dst.display()
-        ))
+        .arg(format!("timeout 60 nc -l -p 5001 > {}", dst.display()))
         .spawn()
         .expect("server");
     thread::sleep(Duration::from_millis(300));
     lab.exec_ok(
         &b,
-        &["sh", "-c", &format!("timeout 60 nc -q 1 -w 10 172.17.0.2 5001 < {}", src.display())],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "timeout 60 nc -q 1 -w 10 172.17.0.2 5001 < {}",
+                src.display()
+            ),
+        ],
     );
     let status = server.wait_with_output().expect("server exit").status;
     assert!(status.success(), "server failed: {status}");
 
-    let sum = |p: &std::path::Path| run_ok("sha256sum", &[p.to_str().expect("path")])
-        .split_whitespace()
-        .next()
-        .expect("sum")
-        .to_string();
+    let sum = |p: &std::path::Path| {
+        run_ok("sha256sum", &[p.to_str().expect("path")])
+            .split_whitespace()
+            .next()
+            .expect("sum")
+            .to_string()
+    };
     assert_eq!(sum(&src), sum(&dst), "received data differs");
     let _ = std::fs::remove_dir_all(&dir);
 
-    let sent = (lab.link_packets(&a, "eth0").1 - a_tx_before) + (lab.link_packets(&b, "eth0").1 - b_tx_before);
+    let sent = (lab.link_packets(&a, "eth0").1 - a_tx_before)
+        + (lab.link_packets(&b, "eth0").1 - b_tx_before);
     let redirected = lab.packets("redirect-peer") - redirect_before;
     assert!(sent > 1000, "only {sent} packets were sent for 100 MB");
     // Every frame the containers sent was redirected, give or take the
@@ -85,7 +104,10 @@ fn tcp_100mb_checksum_and_fast_path_counters() {
     // The bridge itself forwarded (almost) nothing: its ports' tx stayed flat.
     for (veth, before) in host_veths.iter().zip(port_tx_before) {
         let grew = lab.link_packets(&lab.node, veth).1 - before;
-        assert!(grew < 20, "bridge port {veth} transmitted {grew} frames: the bridge carried traffic");
+        assert!(
+            grew < 20,
+            "bridge port {veth} transmitted {grew} frames: the bridge carried traffic"
+        );
     }
 }
 
@@ -96,16 +118,32 @@ fn udp_exchange() {
     let b = lab.endpoint("b", &[]);
     let before = lab.packets("redirect-peer");
     // UDP echo server in a; b sends a datagram and must get it back.
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", &a, "timeout", "10", "socat", "UDP4-RECVFROM:6000,bind=172.17.0.2,fork", "EXEC:cat"])
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a,
+            "timeout",
+            "10",
+            "socat",
+            "UDP4-RECVFROM:6000,bind=172.17.0.2,fork",
+            "EXEC:cat",
+        ])
         .spawn()
         .expect("udp server");
     thread::sleep(Duration::from_millis(300));
     let reply = lab.exec_ok(
         &b,
-        &["sh", "-c", "echo hello-udp | timeout 5 socat -t 2 - UDP4:172.17.0.2:6000"],
+        &[
+            "sh",
+            "-c",
+            "echo hello-udp | timeout 5 socat -t 2 - UDP4:172.17.0.2:6000",
+        ],
     );
-    let _ = std::process::Command::new("kill").arg(server.id().to_string()).status();
+    // `ip netns exec` became `timeout`, which passes SIGTERM on to socat.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
     assert_eq!(reply.trim(), "hello-udp");
     assert!(lab.packets("redirect-peer") - before >= 2);
 }
@@ -115,6 +153,9 @@ fn container_reaches_gateway_through_the_bridge() {
     let lab = Lab::up(&[]);
     let a = lab.endpoint("a", &[]);
     let before = lab.packets("pass-to-host");
-    lab.exec_ok(&a, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "172.17.0.1"]);
+    lab.exec_ok(
+        &a,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "172.17.0.1"],
+    );
     assert!(lab.packets("pass-to-host") - before >= 2);
 }

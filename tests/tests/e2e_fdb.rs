@@ -20,7 +20,10 @@ fn entries_show_port_local_flag_and_age() {
     let a = lab.endpoint("a", &[]);
     let _b = lab.endpoint("b", &[]);
     lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
-    let veth_a = lab.json(&["endpoint", "ls"])[0]["host_veth"].as_str().expect("veth").to_string();
+    let veth_a = lab.json(&["endpoint", "ls"])[0]["host_veth"]
+        .as_str()
+        .expect("veth")
+        .to_string();
 
     let learned = entry(&lab, "02:42:ac:11:00:02");
     assert_eq!(learned["port"], veth_a.as_str());
@@ -35,7 +38,10 @@ fn entries_show_port_local_flag_and_age() {
     assert_eq!(gw["local"], true);
 
     let table = lab.ebridge_ok(&["show", "fdb"]);
-    assert!(table.contains("is local?") && table.contains("ageing timer"), "{table}");
+    assert!(
+        table.contains("is local?") && table.contains("ageing timer"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -26,7 +26,10 @@ fn up_with_other_settings_says_what_differs() {
     let out = lab.ebridge(&["up", "--subnet", "10.77.0.0/24", "--mtu", "1400"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("subnet 172.17.0.0/16 (asked 10.77.0.0/24)"), "{err}");
+    assert!(
+        err.contains("subnet 172.17.0.0/16 (asked 10.77.0.0/24)"),
+        "{err}"
+    );
     assert!(err.contains("mtu 1500 (asked 1400)"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(lab.snapshot(), before);
@@ -42,16 +45,20 @@ fn down_leaves_no_trace_and_up_again_works() {
     lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
     assert!(pins_exist(&lab));
     // The TCX links behind the pins, by kernel id.
-    let link_ids: Vec<String> = std::fs::read_dir(format!("/sys/fs/bpf/ebridge/{}/links", lab.bridge))
-        .expect("links dir")
-        .map(|e| {
-            let path = e.expect("entry").path();
-            let shown = stdout(&run("bpftool", &["link", "show", "pinned", path.to_str().expect("utf-8")]));
-            let id = shown.split(':').next().expect("link id").trim().to_string();
-            assert!(id.parse::<u32>().is_ok(), "no link id in {shown:?}");
-            id
-        })
-        .collect();
+    let link_ids: Vec<String> =
+        std::fs::read_dir(format!("/sys/fs/bpf/ebridge/{}/links", lab.bridge))
+            .expect("links dir")
+            .map(|e| {
+                let path = e.expect("entry").path();
+                let shown = stdout(&run(
+                    "bpftool",
+                    &["link", "show", "pinned", path.to_str().expect("utf-8")],
+                ));
+                let id = shown.split(':').next().expect("link id").trim().to_string();
+                assert!(id.parse::<u32>().is_ok(), "no link id in {shown:?}");
+                id
+            })
+            .collect();
     assert_eq!(link_ids.len(), 2, "{link_ids:?}");
 
     let out = lab.ebridge_ok(&["down"]);
@@ -64,7 +71,11 @@ fn down_leaves_no_trace_and_up_again_works() {
     // The links are gone from the kernel, not just unpinned.
     for id in &link_ids {
         let shown = run("bpftool", &["link", "show", "id", id]);
-        assert!(!shown.status.success(), "link {id} survived down: {}", stdout(&shown));
+        assert!(
+            !shown.status.success(),
+            "link {id} survived down: {}",
+            stdout(&shown)
+        );
     }
 
     // down again is harmless; up again starts from scratch.
@@ -101,12 +112,23 @@ fn endpoint_rm_removes_only_that_endpoint() {
     lab.ebridge_ok(&["endpoint", "rm", &b]);
     assert!(!std::path::Path::new(&format!("/run/netns/{b}")).exists());
     let list = lab.json(&["endpoint", "ls"]);
-    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|e| e["name"].as_str()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
     assert_eq!(names, vec![a.as_str()]);
     // b's address is free again and is handed out next.
     let c = lab.endpoint("c", &[]);
     let list = lab.json(&["endpoint", "ls"]);
-    let c_ip = list.as_array().expect("list").iter().find(|e| e["name"] == c.as_str()).expect("c")["ipv4"].clone();
+    let c_ip = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["name"] == c.as_str())
+        .expect("c")["ipv4"]
+        .clone();
     assert_eq!(c_ip, "172.17.0.3");
 }
 
@@ -124,8 +146,16 @@ fn two_bridges_in_two_namespaces_are_separate() {
     // Naming the other node's bridge from this node is refused.
     let out = one.ebridge(&["endpoint", "ls", "--bridge", &two.bridge]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("belongs to another network namespace"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to another network namespace"),
+        "{}",
+        stderr(&out)
+    );
     let out = one.ebridge(&["up", "--bridge", &two.bridge, "--subnet", "10.1.0.0/24"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("another network namespace"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another network namespace"),
+        "{}",
+        stderr(&out)
+    );
 }

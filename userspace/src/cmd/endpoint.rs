@@ -130,14 +130,19 @@ async fn plan(
         Some(text) => ipam::parse_mac(text)?,
         None => ipam::mac_for_ip(ipv4),
     };
+    // Endpoints' own MACs, plus whatever the FDB knows (bridge, host veths).
+    let mut macs_in_use = HashSet::new();
+    for entry in maps.endpoints.iter() {
+        macs_in_use.insert(entry?.1.mac);
+    }
     for entry in maps.fdb.iter() {
-        let (key, _) = entry?;
-        if key.octets == mac {
-            return Err(usage(format!(
-                "MAC {} is already in use on bridge {bridge}; pick another --mac",
-                ipam::format_mac(&mac)
-            )));
-        }
+        macs_in_use.insert(entry?.0.octets);
+    }
+    if macs_in_use.contains(&mac) {
+        return Err(usage(format!(
+            "MAC {} is already in use on bridge {bridge}; pick another --mac",
+            ipam::format_mac(&mac)
+        )));
     }
     let host_veth = free_veth_name(bridge, &args.name, nl).await?;
     Ok(Plan {
@@ -335,8 +340,8 @@ pub async fn ls(bridge: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<12} {:<18} {}",
-        "NAME", "NETNS", "VETH", "IP", "MAC"
+        "{:<20} {:<24} {:<12} {:<18} MAC",
+        "NAME", "NETNS", "VETH", "IP"
     );
     for e in &st.endpoints {
         println!(

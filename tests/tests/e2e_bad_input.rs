@@ -1,0 +1,300 @@
+//! Every kind of bad input: one clear line naming the value and what would
+//! be accepted, exit status 2, and nothing changed.
+use std::process::Output;
+
+use ebridge_tests::lab::{ebridge_bin, run, run_ok, stderr, Lab};
+
+/// The lab's state plus, when the bridge is up, its endpoints and FDB.
+fn state(lab: &Lab) -> String {
+    let mut s = lab.snapshot();
+    if std::path::Path::new(&format!("/sys/fs/bpf/ebridge/{}", lab.bridge)).exists() {
+        s += &lab.ebridge_ok(&["endpoint", "ls", "--json"]);
+        let fdb = lab.json(&["show", "fdb"]);
+        for e in fdb.as_array().expect("fdb list") {
+            s += &format!("{} {} {}\n", e["mac"], e["port"], e["local"]);
+        }
+    }
+    s
+}
+
+/// Runs `args`, expects exit 2 with one stderr line containing every
+/// `needles` entry, and no change to the lab.
+fn refused(lab: &Lab, args: &[&str], needles: &[&str]) {
+    let before = state(lab);
+    let out: Output = lab.ebridge(args);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "ebridge {args:?} exited {:?}: {err}",
+        out.status
+    );
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "ebridge {args:?} printed more than one line: {err}"
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "ebridge {args:?}: {err:?} does not mention {needle:?}"
+        );
+    }
+    assert_eq!(state(lab), before, "ebridge {args:?} changed something");
+}
+
+#[test]
+fn bad_up_settings() {
+    let lab = Lab::new();
+    refused(
+        &lab,
+        &["up", "--subnet", "banana"],
+        &["'banana'", "IPv4 CIDR", "172.17.0.0/16"],
+    );
+    refused(
+        &lab,
+        &["up", "--subnet", "10.0.0.0/33"],
+        &["10.0.0.0/33", "IPv4 CIDR"],
+    );
+    refused(
+        &lab,
+        &["up", "--subnet", "10.0.0.7/24"],
+        &["host bits", "10.0.0.0/24"],
+    );
+    refused(
+        &lab,
+        &["up", "--subnet", "10.0.0.0/24", "--gateway", "1.2.3"],
+        &["'1.2.3'", "IPv4 address"],
+    );
+    refused(
+        &lab,
+        &["up", "--subnet", "10.0.0.0/24", "--gateway", "10.0.1.1"],
+        &["10.0.1.1", "10.0.0.1 to 10.0.0.254"],
+    );
+    refused(&lab, &["up", "--mtu", "20"], &["MTU 20", "68 to 65535"]);
+    refused(&lab, &["up", "--fdb-ageing", "0"], &["0s", "1 to 1000000"]);
+    refused(
+        &lab,
+        &["up", "--bridge", "sixteen-chars-xx"],
+        &["'sixteen-chars-xx'", "16 characters", "1 to 15"],
+    );
+}
+
+#[test]
+fn missing_uplink_and_overlaps() {
+    let lab = Lab::new();
+    refused(
+        &lab,
+        &["up", "--uplink", "nope0"],
+        &["nope0", "does not exist", "--uplink"],
+    );
+    // The uplink's own subnet.
+    refused(
+        &lab,
+        &["up", "--subnet", "198.51.100.0/25"],
+        &[
+            "198.51.100.0/25",
+            "overlaps address 198.51.100.1/24 on uplink0",
+        ],
+    );
+    // A routed subnet.
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.node,
+            "route",
+            "add",
+            "10.200.0.0/16",
+            "via",
+            "198.51.100.2",
+        ],
+    );
+    refused(
+        &lab,
+        &["up", "--subnet", "10.200.1.0/24"],
+        &["10.200.1.0/24", "overlaps the route to 10.200.0.0/16"],
+    );
+    // No default route to pick the uplink from.
+    run_ok("ip", &["-n", &lab.node, "route", "del", "default"]);
+    refused(&lab, &["up"], &["no default route", "--uplink IFACE"]);
+}
+
+#[test]
+fn a_link_with_the_bridge_name_exists() {
+    let lab = Lab::new();
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.node,
+            "link",
+            "add",
+            &lab.bridge,
+            "type",
+            "bridge",
+        ],
+    );
+    refused(
+        &lab,
+        &["up"],
+        &[&lab.bridge, "already exists", "not made by ebridge"],
+    );
+}
+
+#[test]
+fn bad_endpoint_requests() {
+    let lab = Lab::up(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.name("b");
+    refused(&lab, &["endpoint", "add", &a], &[&a, "already exists"]);
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ip", "300.1.1.1"],
+        &["'300.1.1.1'", "IPv4 address"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ip", "10.9.9.9"],
+        &["10.9.9.9", "172.17.0.0/16", "172.17.0.1 to 172.17.255.254"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ip", "172.17.0.2"],
+        &["172.17.0.2", "already taken", "172.17.0.3 is free"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ip", "172.17.0.1"],
+        &["172.17.0.1", "gateway"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--mac", "zz:42"],
+        &["'zz:42'", "six hex octets"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--mac", "02:42:ac:11:00:02"],
+        &["02:42:ac:11:00:02", "already in use"],
+    );
+    refused(
+        &lab,
+        &[
+            "endpoint",
+            "add",
+            &b,
+            "--netns",
+            "/run/netns/does-not-exist",
+        ],
+        &["/run/netns/does-not-exist", "does not exist"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ifname", "a-very-long-ifname"],
+        &["'a-very-long-ifname'", "1 to 15"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", "bad name"],
+        &["'bad name'", "letters, digits"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "rm", &b],
+        &[&b, "no endpoint named", &a],
+    );
+    // A netns of that name already exists: ebridge will not adopt it silently.
+    run_ok("ip", &["netns", "add", &b]);
+    refused(
+        &lab,
+        &["endpoint", "add", &b],
+        &[&format!("/run/netns/{b}"), "already exists", "--netns"],
+    );
+}
+
+#[test]
+fn commands_on_a_bridge_that_is_not_up() {
+    let lab = Lab::new();
+    refused(
+        &lab,
+        &["endpoint", "add", &lab.name("a")],
+        &[&lab.bridge, "not up", "ebridge up"],
+    );
+    refused(&lab, &["show", "fdb"], &[&lab.bridge, "not up"]);
+}
+
+#[test]
+fn failure_halfway_through_endpoint_add_rolls_back() {
+    let lab = Lab::up(&[]);
+    // A netns that already has a default route: the veth is made, moved and
+    // addressed before adding the route fails, so all of it must be undone.
+    let ns = lab.name("busy");
+    run_ok("ip", &["netns", "add", &ns]);
+    run_ok(
+        "ip",
+        &[
+            "-n", &ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ],
+    );
+    run_ok(
+        "ip",
+        &["-n", &ns, "addr", "add", "192.0.2.1/24", "dev", "v0"],
+    );
+    run_ok("ip", &["-n", &ns, "link", "set", "v0", "up"]);
+    run_ok(
+        "ip",
+        &["-n", &ns, "route", "add", "default", "via", "192.0.2.254"],
+    );
+    let before = state(&lab);
+    let ns_links = run_ok("ip", &["-n", &ns, "-o", "link", "show"])
+        .lines()
+        .count();
+
+    let out = lab.ebridge(&[
+        "endpoint",
+        "add",
+        &lab.name("x"),
+        "--netns",
+        &format!("/run/netns/{ns}"),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("default route"), "{}", stderr(&out));
+    assert_eq!(state(&lab), before, "half-made endpoint left behind");
+    assert_eq!(
+        run_ok("ip", &["-n", &ns, "-o", "link", "show"])
+            .lines()
+            .count(),
+        ns_links
+    );
+    assert_eq!(
+        std::fs::read_dir(format!("/sys/fs/bpf/ebridge/{}/links", lab.bridge))
+            .expect("links dir")
+            .count(),
+        0
+    );
+    // The address it was given is free again.
+    lab.endpoint("y", &[]);
+    let list = lab.json(&["endpoint", "ls"]);
+    assert_eq!(list[0]["ipv4"], "172.17.0.2");
+}
+
+#[test]
+fn not_root() {
+    let out = run(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ebridge_bin().to_str().expect("utf-8"),
+            "up",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("must run as root") && err.contains("uid 65534"),
+        "{err}"
+    );
+}

@@ -63,6 +63,17 @@ fn main() -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     util::require_root()?;
+    util::cargo(&["fmt", "--all", "--", "--check"])?;
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "ebridge-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // Build first so the e2e tests find target/debug/ebridge.
     util::cargo(&["build", "-p", "ebridge"])?;
     let mut cmd = vec!["test", "--workspace", "--exclude", "ebridge-ebpf"];

@@ -28,7 +28,7 @@ fn handle(ctx: &TcContext) -> i32 {
         return drop(ctx, DROP_NO_CONFIG);
     };
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(ep) = (unsafe { ENDPOINTS.get(&ifindex) }) else {
+    let Some(ep) = (unsafe { ENDPOINTS.get(ifindex) }) else {
         return drop(ctx, DROP_UNKNOWN_ENDPOINT);
     };
     let Ok(eth) = packet::eth(ctx) else {

@@ -18,7 +18,7 @@ pub enum Port {
 #[inline(always)]
 pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64) {
     let key = MacAddr { octets: *src };
-    if let Some(entry) = FDB.get_ptr_mut(&key) {
+    if let Some(entry) = FDB.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
         if entry.flags & FDB_F_LOCAL != 0 {
             return;
@@ -35,7 +35,7 @@ pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64) {
         flags: 0,
         last_seen_ns: now,
     };
-    if FDB.insert(&key, &entry, 0).is_ok() {
+    if FDB.insert(key, entry, 0).is_ok() {
         // Rare by construction: once per MAC (or per move).
         info!(ctx, "fdb: learned {:mac} on ifindex {}", *src, ifindex);
     }
@@ -44,7 +44,7 @@ pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64) {
 #[inline(always)]
 pub fn lookup(dst: &[u8; 6], ageing_ns: u64, now: u64) -> Port {
     let key = MacAddr { octets: *dst };
-    let Some(entry) = FDB.get_ptr(&key) else {
+    let Some(entry) = FDB.get_ptr(key) else {
         return Port::Unknown;
     };
     let entry = unsafe { &*entry };

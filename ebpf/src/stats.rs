@@ -21,11 +21,11 @@ pub fn count(ctx: &TcContext, reason: u32) {
 #[inline(always)]
 pub fn pass(ctx: &TcContext, reason: u32) -> i32 {
     count(ctx, reason);
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }
 
 #[inline(always)]
 pub fn drop(ctx: &TcContext, reason: u32) -> i32 {
     count(ctx, reason);
-    TC_ACT_SHOT as i32
+    TC_ACT_SHOT
 }

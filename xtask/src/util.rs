@@ -46,6 +46,23 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo +nightly ARGS` in the eBPF crate (it only builds for the BPF
+/// target, with build-std).
+pub fn cargo_ebpf(args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo_bin_dir().join("cargo"))
+        .arg("+nightly")
+        .args(args)
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--bins"])
+        .current_dir(workspace_root().join("ebpf"))
+        .env("PATH", path_with_cargo_bin())
+        .status()
+        .with_context(|| format!("cannot run cargo +nightly {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo +nightly {} (ebpf) failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
 pub fn build_release() -> Result<()> {
     cargo(&["build", "--release", "-p", "ebridge"])
 }

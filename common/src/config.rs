@@ -12,13 +12,22 @@ pub struct BridgeConfig {
     pub mtu: u32,
     /// `CONFIG_F_*` bits.
     pub flags: u32,
-    pub _reserved: u32,
+    /// Size the `nat` map was created with (informational).
+    pub nat_entries: u32,
     /// FDB entries not refreshed for this long are ignored (and shown as
     /// expired), like the Linux bridge's `ageing_time`.
     pub fdb_ageing_ns: u64,
     /// Network namespace inode the bridge lives in; guards against two
     /// namespaces claiming the same bridge name on the shared bpffs.
     pub netns_inode: u64,
+    /// Masquerade source: the uplink's primary IPv4 address.
+    pub uplink_ipv4: [u8; 4],
+    /// NAT port range, host order, inclusive.
+    pub nat_port_min: u16,
+    pub nat_port_max: u16,
+    /// The bridge's own MAC: source of frames delivered to containers.
+    pub bridge_mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
 
 /// Containers on the bridge may talk to each other (Docker's `icc`).

@@ -6,21 +6,33 @@ pub const MAP_ENDPOINTS: &str = "endpoints";
 pub const MAP_ENDPOINT_BY_IP: &str = "endpoint_by_ip";
 pub const MAP_FDB: &str = "fdb";
 pub const MAP_STATS: &str = "stats";
+pub const MAP_NAT: &str = "nat";
+pub const MAP_FRAGS: &str = "frags";
 
-/// All maps the datapath pins, in the order `ebridge down` removes them.
-pub const PINNED_MAPS: [&str; 5] = [
+/// All maps the datapath pins.
+pub const PINNED_MAPS: [&str; 7] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
     MAP_FDB,
     MAP_STATS,
+    MAP_NAT,
+    MAP_FRAGS,
 ];
 
 /// Program names as they appear in the object file and under the pin dir.
 pub const PROG_ENDPOINT: &str = "endpoint_ingress";
+pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
+pub const PROG_UPLINK_EGRESS: &str = "uplink_egress";
 
 /// Most endpoints one bridge can hold (a /16 has 65534 host addresses, but a
 /// node never runs that many containers; Linux bridges allow 1024 ports).
 pub const MAX_ENDPOINTS: usize = 4096;
 /// FDB size: endpoints plus the bridge's and host veths' own local entries.
 pub const MAX_FDB_ENTRIES: usize = 2 * MAX_ENDPOINTS + 64;
+
+/// Default NAT table size (entries; every flow takes two). Overridden at
+/// load time by `ebridge up --nat-entries`.
+pub const DEFAULT_NAT_ENTRIES: usize = 262_144;
+/// In-flight fragmented datagrams remembered at once (LRU).
+pub const MAX_FRAG_ENTRIES: usize = 8192;

@@ -42,6 +42,23 @@ reasons! {
     PASS_FDB_EXPIRED = 4, "pass-fdb-expired", Pass;
     /// Destination is the sender's own port; the bridge decides (hairpin).
     PASS_SAME_PORT = 5, "pass-same-port", Pass;
+    /// Masqueraded and sent straight out of the uplink.
+    FWD_SNAT = 6, "snat-out", Redirect;
+    /// Reply to a masqueraded flow, un-NATed and sent into the container.
+    FWD_REVNAT = 7, "revnat-in", Redirect;
+    /// ICMP error about a masqueraded flow, translated inside and out.
+    FWD_REVNAT_ICMP_ERROR = 8, "revnat-icmp-error", Redirect;
+    /// ICMP error from a container about a masqueraded flow, translated.
+    FWD_SNAT_ICMP_ERROR = 9, "snat-icmp-error", Redirect;
+    /// Masquerade is off, or the route does not leave by the uplink.
+    PASS_ROUTED = 10, "pass-routed", Pass;
+    /// TTL would expire here: the kernel answers with time-exceeded.
+    PASS_TTL_EXPIRING = 11, "pass-ttl-expiring", Pass;
+    /// Uplink traffic that is not a reply to a masqueraded flow.
+    PASS_UPLINK_HOST = 12, "pass-uplink-host", Pass;
+    /// The route lookup gave no fast-path answer (unreachable, too big for
+    /// the next hop...): the kernel handles it and sends the ICMP error.
+    PASS_FIB_SLOW_PATH = 13, "pass-fib-slow-path", Pass;
     /// Source MAC is not the endpoint's.
     DROP_SPOOFED_MAC = 16, "drop-spoofed-mac", Drop;
     /// IPv4 source address is not the endpoint's.
@@ -58,6 +75,24 @@ reasons! {
     DROP_ICC = 22, "drop-icc-disabled", Drop;
     /// `bpf_redirect_peer` refused the target.
     DROP_REDIRECT_FAILED = 23, "drop-redirect-failed", Drop;
+    /// IPv4 header with a bad IHL or total length.
+    DROP_MALFORMED_IP = 24, "drop-malformed-ip", Drop;
+    /// No free NAT port for this destination within the probes.
+    DROP_NAT_NO_PORT = 25, "drop-nat-no-port", Drop;
+    /// The NAT table is full.
+    DROP_NAT_TABLE_FULL = 26, "drop-nat-table-full", Drop;
+    /// A protocol masquerade cannot translate (not TCP, UDP or ICMP echo).
+    DROP_NAT_UNSUPPORTED = 27, "drop-nat-unsupported", Drop;
+    /// A later fragment whose first fragment was not seen.
+    DROP_FRAG_NO_FIRST = 28, "drop-frag-no-first", Drop;
+    /// A container source address about to leave the uplink un-NATed.
+    DROP_LEAK = 29, "drop-leak-guard", Drop;
+    /// A reply whose TTL would expire on the way to the container.
+    DROP_TTL_EXCEEDED = 30, "drop-ttl-exceeded", Drop;
+    /// A checksum or store helper failed while rewriting.
+    DROP_REWRITE_FAILED = 31, "drop-rewrite-failed", Drop;
+    /// An ICMP error from a container about no flow we track.
+    DROP_ICMP_ERROR_UNTRACKED = 32, "drop-icmp-error-untracked", Drop;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

@@ -1,6 +1,10 @@
 //! User-side trait impls: aya needs `Pod` to read and write map entries.
 use crate::{
-    config::BridgeConfig, endpoint::Endpoint, fdb::FdbEntry, fdb::MacAddr, stats::Counter,
+    config::BridgeConfig,
+    endpoint::Endpoint,
+    fdb::{FdbEntry, MacAddr},
+    nat::{FragEntry, FragKey, NatEntry, NatKey},
+    stats::Counter,
 };
 
 macro_rules! pod {
@@ -13,9 +17,23 @@ macro_rules! pod {
     )*};
 }
 
-pod!(BridgeConfig, Endpoint, FdbEntry, MacAddr, Counter);
+pod!(
+    BridgeConfig,
+    Endpoint,
+    FdbEntry,
+    MacAddr,
+    Counter,
+    NatKey,
+    NatEntry,
+    FragKey,
+    FragEntry
+);
 
-const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 48);
+const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<NatKey>() == 16);
+const _: () = assert!(core::mem::size_of::<NatEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
 const _: () = assert!(core::mem::size_of::<FdbEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);

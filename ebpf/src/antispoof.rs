@@ -3,7 +3,10 @@ use aya_ebpf::programs::TcContext;
 use ebridge_common::{endpoint::Endpoint, stats::*};
 use network_types::eth::EthHdr;
 
-use crate::packet::{self, ETH_P_ARP, ETH_P_IPV4};
+use crate::{
+    ipv4::ipv4_eq,
+    packet::{self, mac_eq, ETH_P_ARP, ETH_P_IPV4},
+};
 
 /// `Ok` when the frame's source identity is the endpoint's, otherwise the
 /// drop reason.
@@ -37,20 +40,4 @@ fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), u32> {
         return Err(DROP_SPOOFED_ARP);
     }
     Ok(())
-}
-
-/// Compared as integers: a `[u8; N]` `==` may lower to `memcmp`, which eBPF
-/// does not have.
-#[inline(always)]
-pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
-    let a_hi = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
-    let b_hi = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-    let a_lo = u16::from_ne_bytes([a[4], a[5]]);
-    let b_lo = u16::from_ne_bytes([b[4], b[5]]);
-    a_hi == b_hi && a_lo == b_lo
-}
-
-#[inline(always)]
-pub fn ipv4_eq(a: &[u8; 4], b: &[u8; 4]) -> bool {
-    u32::from_ne_bytes(*a) == u32::from_ne_bytes(*b)
 }

@@ -12,7 +12,8 @@ use crate::{
     antispoof,
     fdb::{self, Port},
     maps::{CONFIG, ENDPOINTS},
-    packet,
+    masquerade,
+    packet::{self, ETH_P_IPV4},
     stats::{count, drop, pass},
 };
 
@@ -40,13 +41,16 @@ fn handle(ctx: &TcContext) -> i32 {
 
     let now = unsafe { bpf_ktime_get_ns() };
     let (src, dst) = unsafe { ((*eth).src_addr, (*eth).dst_addr) };
-    fdb::learn(ctx, &src, ifindex, now);
+    fdb::learn(ctx, &src, ifindex, now, cfg.fdb_ageing_ns);
 
     if packet::is_multicast(&dst) {
         return pass(ctx, PASS_MULTICAST);
     }
     match fdb::lookup(&dst, cfg.fdb_ageing_ns, now) {
         Port::Unknown => pass(ctx, PASS_UNKNOWN_DST),
+        Port::Local if packet::ether_type(eth) == ETH_P_IPV4 => {
+            masquerade::route_from_container(ctx, cfg, ep, now)
+        }
         Port::Local => pass(ctx, PASS_TO_HOST),
         Port::Expired => pass(ctx, PASS_FDB_EXPIRED),
         Port::Endpoint(port) if port == ifindex => pass(ctx, PASS_SAME_PORT),

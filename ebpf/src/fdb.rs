@@ -16,7 +16,7 @@ pub enum Port {
 }
 
 #[inline(always)]
-pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64) {
+pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64, ageing_ns: u64) {
     let key = MacAddr { octets: *src };
     if let Some(entry) = FDB.get_ptr_mut(key) {
         let entry = unsafe { &mut *entry };
@@ -24,7 +24,13 @@ pub fn learn(ctx: &TcContext, src: &[u8; 6], ifindex: u32, now: u64) {
             return;
         }
         if entry.ifindex == ifindex {
-            if now.wrapping_sub(entry.last_seen_ns) > FDB_REFRESH_NS {
+            // Refresh well within the ageing time, however short it is.
+            let refresh = if ageing_ns / 2 < FDB_REFRESH_NS {
+                ageing_ns / 2
+            } else {
+                FDB_REFRESH_NS
+            };
+            if now.wrapping_sub(entry.last_seen_ns) > refresh {
                 entry.last_seen_ns = now;
             }
             return;

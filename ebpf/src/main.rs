@@ -5,11 +5,19 @@
 #![no_main]
 
 mod antispoof;
+mod conntrack;
 mod endpoint;
 mod fdb;
+mod fib;
+mod icmp_error;
+mod ipv4;
+mod l4;
 mod maps;
+mod masquerade;
 mod packet;
+mod revnat;
 mod stats;
+mod uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

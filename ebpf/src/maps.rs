@@ -1,12 +1,13 @@
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use ebridge_common::{
     config::BridgeConfig,
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
-    maps::{MAX_ENDPOINTS, MAX_FDB_ENTRIES},
+    maps::{DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES},
+    nat::{FragEntry, FragKey, NatEntry, NatKey},
     stats::{Counter, MAX_REASONS},
 };
 
@@ -27,3 +28,13 @@ pub static FDB: HashMap<MacAddr, FdbEntry, MAX_FDB_ENTRIES> = HashMap::new();
 
 #[btf_map(name = "stats")]
 pub static STATS: PerCpuArray<Counter, MAX_REASONS> = PerCpuArray::new();
+
+/// Masquerade conntrack: original and reply tuple of every flow. A plain
+/// hash (not LRU) so a full table drops new flows instead of silently
+/// evicting live ones. Resized by userspace at load time.
+#[btf_map(name = "nat")]
+pub static NAT: HashMap<NatKey, NatEntry, DEFAULT_NAT_ENTRIES> = HashMap::new();
+
+/// Fragments in flight; LRU because a lost fragment must not pin an entry.
+#[btf_map(name = "frags")]
+pub static FRAGS: LruHashMap<FragKey, FragEntry, MAX_FRAG_ENTRIES> = LruHashMap::new();

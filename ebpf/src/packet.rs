@@ -67,3 +67,14 @@ pub fn is_multicast(mac: &[u8; 6]) -> bool {
     // Group bit; covers broadcast too.
     mac[0] & 1 == 1
 }
+
+/// Compared as integers: a `[u8; 6]` `==` may lower to `memcmp`, which eBPF
+/// does not have.
+#[inline(always)]
+pub fn mac_eq(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    let a_hi = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+    let b_hi = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let a_lo = u16::from_ne_bytes([a[4], a[5]]);
+    let b_lo = u16::from_ne_bytes([b[4], b[5]]);
+    a_hi == b_hi && a_lo == b_lo
+}

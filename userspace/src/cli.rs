@@ -33,6 +33,9 @@ pub enum Command {
         #[command(flatten)]
         bridge: BridgeArg,
     },
+    /// Run in the foreground: expire NAT flows, age the FDB, forward the
+    /// datapath's log lines. Safe to kill and restart at any time.
+    Agent(AgentArgs),
     /// Inspect the datapath's state.
     Show {
         #[command(subcommand)]
@@ -64,6 +67,16 @@ pub struct UpArgs {
     /// Forbid container-to-container traffic (Docker's icc=false).
     #[arg(long = "no-icc")]
     pub no_icc: bool,
+    /// Do not masquerade: route the container subnet as is (the network
+    /// behind the uplink must route it back).
+    #[arg(long = "no-masquerade")]
+    pub no_masquerade: bool,
+    /// Source ports masqueraded flows get [default: 32768-60999].
+    #[arg(long = "nat-ports", value_name = "MIN-MAX")]
+    pub nat_ports: Option<String>,
+    /// NAT table size in entries; every flow takes two [default: 262144].
+    #[arg(long = "nat-entries", value_name = "N")]
+    pub nat_entries: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +109,36 @@ pub struct EndpointAddArgs {
     pub ifname: String,
 }
 
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub bridge: BridgeArg,
+    /// Seconds between garbage-collection passes over the NAT table.
+    #[arg(long = "gc-interval", default_value_t = 5, value_name = "SECONDS")]
+    pub gc_interval: u64,
+    /// Stop after this many seconds (tests, demos); runs until killed otherwise.
+    #[arg(long = "run-for", value_name = "SECONDS")]
+    pub run_for: Option<u64>,
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub tcp_timeout_syn_sent: u64,
+    #[arg(long, default_value_t = 432000, value_name = "SECONDS")]
+    pub tcp_timeout_established: u64,
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub tcp_timeout_fin_wait: u64,
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub tcp_timeout_time_wait: u64,
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub tcp_timeout_close: u64,
+    /// Unreplied UDP flows.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub udp_timeout: u64,
+    /// UDP flows that have seen a reply.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub udp_timeout_stream: u64,
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub icmp_timeout: u64,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ShowCommand {
     /// MAC table, like `brctl showmacs`.
@@ -105,6 +148,11 @@ pub enum ShowCommand {
     },
     /// Packet and byte counters by reason, like `iptables -nvL`.
     Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Masqueraded flows, like `conntrack -L`.
+    Nat {
         #[arg(long)]
         json: bool,
     },

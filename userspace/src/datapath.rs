@@ -1,5 +1,5 @@
 //! Loading the eBPF object, pinning its maps and programs, and attaching
-//! the endpoint program to host veths with pinned TCX links.
+//! programs with pinned TCX links.
 use anyhow::{Context as _, Result};
 use aya::{
     programs::{links::FdLink, SchedClassifier, TcAttachType},
@@ -13,10 +13,15 @@ use crate::{maps::DatapathMaps, pins};
 pub static DATAPATH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebridge-datapath"));
 
-/// Creates and pins every map and program of the bridge's datapath and
-/// writes its config. Existing pins are reused by aya, so the caller makes
-/// sure the directory is fresh.
-pub fn load_and_pin(bridge: &str, config: &BridgeConfig) -> Result<()> {
+/// Creates and pins every map and program of the bridge's datapath, writes
+/// its config and attaches the uplink programs. Existing pins are reused by
+/// aya, so the caller makes sure the directory is fresh.
+pub fn load_and_pin(
+    bridge: &str,
+    config: &BridgeConfig,
+    nat_entries: u32,
+    uplink: &str,
+) -> Result<()> {
     let dir = pins::bridge_dir(bridge);
     std::fs::create_dir_all(pins::links_dir(bridge))
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -28,37 +33,67 @@ pub fn load_and_pin(bridge: &str, config: &BridgeConfig) -> Result<()> {
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
+    loader.map_max_entries(MAP_NAT, nat_entries);
     let mut ebpf = loader
         .load(DATAPATH_OBJECT)
         .context("cannot load the eBPF object")?;
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(PROG_ENDPOINT)
-        .context("eBPF object has no endpoint program")?
-        .try_into()?;
-    prog.load()
-        .context("the kernel rejected the endpoint program")?;
-    prog.pin(pins::prog_path(bridge, PROG_ENDPOINT))
-        .context("cannot pin the endpoint program")?;
 
+    // The config goes in before any program is attached anywhere.
     let mut maps = DatapathMaps::open(bridge)?;
     maps.config
         .set(0, config, 0)
         .context("cannot write the config map")?;
+
+    for name in [PROG_ENDPOINT, PROG_UPLINK_INGRESS, PROG_UPLINK_EGRESS] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("the kernel rejected program {name}"))?;
+        prog.pin(pins::prog_path(bridge, name))
+            .with_context(|| format!("cannot pin program {name}"))?;
+    }
+    attach(
+        bridge,
+        PROG_UPLINK_INGRESS,
+        uplink,
+        TcAttachType::Ingress,
+        "uplink-ingress",
+    )?;
+    attach(
+        bridge,
+        PROG_UPLINK_EGRESS,
+        uplink,
+        TcAttachType::Egress,
+        "uplink-egress",
+    )?;
     Ok(())
 }
 
-/// Attaches the pinned endpoint program to TC ingress of `ifname` and pins
-/// the link, so it outlives this process.
-pub fn attach_endpoint(bridge: &str, ifname: &str) -> Result<()> {
-    let mut prog = SchedClassifier::from_pin(pins::prog_path(bridge, PROG_ENDPOINT))
-        .context("cannot open the pinned endpoint program; is the bridge up?")?;
+/// Attaches a pinned program to `ifname` as a TCX link pinned under
+/// `links/<link_name>`, so it outlives this process.
+fn attach(
+    bridge: &str,
+    prog: &str,
+    ifname: &str,
+    direction: TcAttachType,
+    link_name: &str,
+) -> Result<()> {
+    let mut prog = SchedClassifier::from_pin(pins::prog_path(bridge, prog))
+        .with_context(|| format!("cannot open the pinned program {prog}; is the bridge up?"))?;
     let id = prog
-        .attach(ifname, TcAttachType::Ingress)
-        .with_context(|| format!("cannot attach the endpoint program to {ifname}"))?;
+        .attach(ifname, direction)
+        .with_context(|| format!("cannot attach to {ifname}"))?;
     let link: FdLink = prog.take_link(id)?.try_into()?;
-    link.pin(pins::link_path(bridge, ifname))
-        .with_context(|| format!("cannot pin the link of {ifname}"))?;
+    link.pin(pins::link_path(bridge, link_name))
+        .with_context(|| format!("cannot pin the link of {link_name}"))?;
     Ok(())
+}
+
+/// Attaches the endpoint program to TC ingress of a host veth.
+pub fn attach_endpoint(bridge: &str, ifname: &str) -> Result<()> {
+    attach(bridge, PROG_ENDPOINT, ifname, TcAttachType::Ingress, ifname)
 }
 
 pub fn detach_endpoint(bridge: &str, ifname: &str) -> Result<()> {
@@ -67,4 +102,11 @@ pub fn detach_endpoint(bridge: &str, ifname: &str) -> Result<()> {
         std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Kernel id of a pinned program (to find its log ring buffer).
+pub fn program_id(bridge: &str, prog: &str) -> Result<u32> {
+    let prog = SchedClassifier::from_pin(pins::prog_path(bridge, prog))
+        .with_context(|| format!("cannot open the pinned program {prog}"))?;
+    Ok(prog.info()?.id())
 }

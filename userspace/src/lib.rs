@@ -6,6 +6,7 @@ pub mod datapath;
 pub mod error;
 pub mod ipam;
 pub mod maps;
+pub mod nat;
 pub mod netlink;
 pub mod netns;
 pub mod pins;

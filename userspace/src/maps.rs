@@ -6,6 +6,7 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::*,
+    nat::{FragEntry, FragKey, NatEntry, NatKey},
     stats::Counter,
 };
 
@@ -17,6 +18,8 @@ pub struct DatapathMaps {
     pub endpoint_by_ip: HashMap<MapData, [u8; 4], u32>,
     pub fdb: HashMap<MapData, MacAddr, FdbEntry>,
     pub stats: PerCpuArray<MapData, Counter>,
+    pub nat: HashMap<MapData, NatKey, NatEntry>,
+    pub frags: HashMap<MapData, FragKey, FragEntry>,
 }
 
 fn open(bridge: &str, name: &str) -> Result<Map> {
@@ -35,6 +38,8 @@ impl DatapathMaps {
             endpoint_by_ip: open(bridge, MAP_ENDPOINT_BY_IP)?.try_into()?,
             fdb: open(bridge, MAP_FDB)?.try_into()?,
             stats: open(bridge, MAP_STATS)?.try_into()?,
+            nat: open(bridge, MAP_NAT)?.try_into()?,
+            frags: open(bridge, MAP_FRAGS)?.try_into()?,
         })
     }
 

@@ -11,6 +11,8 @@ pub const DEFAULT_BRIDGE: &str = "ebr0";
 pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
 pub const DEFAULT_MTU: u32 = 1500;
 pub const DEFAULT_FDB_AGEING_SECS: u64 = 300;
+/// Linux's default ephemeral range, as the kernel's MASQUERADE uses.
+pub const DEFAULT_NAT_PORTS: (u16, u16) = (32768, 60999);
 /// Linux's IFNAMSIZ (16) minus the terminating NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
 
@@ -121,6 +123,31 @@ pub fn fdb_ageing(secs: u64) -> Result<u64> {
     Ok(secs)
 }
 
+/// `MIN-MAX`, both inclusive, 1024 or above.
+pub fn nat_ports(text: &str) -> Result<(u16, u16)> {
+    let bad = || {
+        usage(format!(
+            "NAT port range '{text}' is not valid; expected MIN-MAX with 1024 <= MIN <= MAX <= 65535, e.g. 32768-60999"
+        ))
+    };
+    let (min, max) = text.split_once('-').ok_or_else(bad)?;
+    let min: u16 = min.trim().parse().map_err(|_| bad())?;
+    let max: u16 = max.trim().parse().map_err(|_| bad())?;
+    if min < 1024 || min > max {
+        return Err(bad());
+    }
+    Ok((min, max))
+}
+
+pub fn nat_entries(n: u32) -> Result<u32> {
+    if !(16..=16_777_216).contains(&n) {
+        return Err(usage(format!(
+            "NAT table size {n} is out of range; use 16 to 16777216 entries (two per flow)"
+        )));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +194,18 @@ mod tests {
         assert!(endpoint_name("a b").is_err());
         assert!(endpoint_name(".hidden").is_err());
         assert!(endpoint_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn nat_port_ranges() {
+        assert_eq!(nat_ports("32768-60999").unwrap(), (32768, 60999));
+        assert_eq!(nat_ports("40000-40000").unwrap(), (40000, 40000));
+        assert!(msg(nat_ports("60999-32768")).contains("MIN-MAX"));
+        assert!(nat_ports("80-90").is_err());
+        assert!(nat_ports("40000").is_err());
+        assert!(nat_ports("a-b").is_err());
+        assert!(nat_entries(262_144).is_ok());
+        assert!(nat_entries(0).is_err());
     }
 
     #[test]

@@ -310,6 +310,7 @@ pub async fn remove_endpoint(
     nl: &Netlink,
 ) -> Result<()> {
     datapath::detach_endpoint(bridge, &record.host_veth)?;
+    crate::nat::forget_endpoint(maps, record.ipv4)?;
     let mac = ipam::parse_mac(&record.mac).ok();
     if let Some(veth) = nl.link_by_name(&record.host_veth).await? {
         forget(

@@ -1,3 +1,4 @@
+mod agent;
 mod down;
 mod endpoint;
 mod show;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             EndpointCommand::Ls { json } => endpoint::ls(&bridge.bridge, json).await,
         },
         Command::Show { what, bridge } => show::run(&bridge.bridge, what).await,
+        Command::Agent(args) => agent::run(args).await,
     }
 }
 

@@ -17,6 +17,7 @@ pub async fn run(bridge: &str, what: ShowCommand) -> Result<()> {
         ShowCommand::Fdb { json } => fdb(&maps, &nl, json).await,
         ShowCommand::Stats { json } => stats(&maps, json),
         ShowCommand::Config { json } => config(bridge, &maps, &nl, json).await,
+        ShowCommand::Nat { json } => nat(&maps, json),
     }
 }
 
@@ -120,6 +121,23 @@ fn stats(maps: &crate::maps::DatapathMaps, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+fn nat(maps: &crate::maps::DatapathMaps, json_out: bool) -> Result<()> {
+    let flows = crate::nat::list(maps, monotonic_ns())?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&flows)?);
+        return Ok(());
+    }
+    for f in &flows {
+        println!(
+            "{:<4} {:<11} src={} dst={} sport={} dport={} packets={} bytes={} [nat] src={} sport={} packets={} bytes={} age={:.0}s idle={:.0}s",
+            f.proto, f.state, f.src, f.dst, f.sport, f.dport, f.packets, f.bytes,
+            f.nat_src, f.nat_sport, f.reply_packets, f.reply_bytes, f.age_secs, f.idle_secs
+        );
+    }
+    println!("{} flow(s)", flows.len());
+    Ok(())
+}
+
 fn verdict_label(v: Verdict) -> &'static str {
     match v {
         Verdict::Redirect => "redirect",
@@ -150,6 +168,9 @@ async fn config(
         "mtu": cfg.mtu,
         "icc": cfg.flags & CONFIG_F_ICC != 0,
         "masquerade": cfg.flags & CONFIG_F_MASQUERADE != 0,
+        "uplink_ipv4": Ipv4Addr::from(cfg.uplink_ipv4).to_string(),
+        "nat_ports": format!("{}-{}", cfg.nat_port_min, cfg.nat_port_max),
+        "nat_entries": cfg.nat_entries,
         "fdb_ageing_secs": cfg.fdb_ageing_ns / 1_000_000_000,
         "pin_dir": crate::pins::bridge_dir(bridge),
     });

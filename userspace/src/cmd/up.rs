@@ -25,6 +25,9 @@ struct Plan {
     mtu: u32,
     fdb_ageing_secs: u64,
     icc: bool,
+    masquerade: bool,
+    nat_ports: (u16, u16),
+    nat_entries: u32,
 }
 
 fn plan(args: &UpArgs) -> Result<Plan> {
@@ -38,6 +41,14 @@ fn plan(args: &UpArgs) -> Result<Plan> {
     if let Some(uplink) = &args.uplink {
         settings::interface_name("uplink", uplink)?;
     }
+    let nat_ports = match &args.nat_ports {
+        Some(text) => settings::nat_ports(text)?,
+        None => settings::DEFAULT_NAT_PORTS,
+    };
+    let nat_entries = settings::nat_entries(
+        args.nat_entries
+            .unwrap_or(ebridge_common::maps::DEFAULT_NAT_ENTRIES as u32),
+    )?;
     Ok(Plan {
         bridge,
         subnet,
@@ -45,6 +56,9 @@ fn plan(args: &UpArgs) -> Result<Plan> {
         mtu,
         fdb_ageing_secs,
         icc: !args.no_icc,
+        masquerade: !args.no_masquerade,
+        nat_ports,
+        nat_entries,
     })
 }
 
@@ -83,7 +97,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 }
 
 /// Refuses input that cannot be used, before anything is made.
-async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<Link> {
+async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<(Link, Ipv4Addr)> {
     let bridge = &plan.bridge;
     if nl.link_by_name(bridge).await?.is_some() {
         return Err(usage(format!(
@@ -110,7 +124,22 @@ async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<L
                 .context("the default route's interface vanished")?
         }
     };
-    for addr in nl.ipv4_addresses().await? {
+    let addresses = nl.ipv4_addresses().await?;
+    let uplink_ip = addresses
+        .iter()
+        .find(|a| a.link_index == uplink.index)
+        .map(|a| a.net.addr());
+    let uplink_ip = match (uplink_ip, plan.masquerade) {
+        (Some(ip), _) => ip,
+        (None, false) => Ipv4Addr::UNSPECIFIED,
+        (None, true) => {
+            return Err(usage(format!(
+                "uplink {} has no IPv4 address to masquerade behind; give it one, pick another --uplink, or use --no-masquerade",
+                uplink.name
+            )))
+        }
+    };
+    for addr in addresses {
         if overlaps(addr.net, plan.subnet) {
             let on = nl
                 .link_by_index(addr.link_index)
@@ -131,7 +160,7 @@ async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<L
             )));
         }
     }
-    Ok(uplink)
+    Ok((uplink, uplink_ip))
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
@@ -139,11 +168,11 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 }
 
 async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
-    let uplink = check_environment(nl, args, plan).await?;
+    let (uplink, uplink_ip) = check_environment(nl, args, plan).await?;
     let bridge = nl
         .create_bridge(&plan.bridge, ipam::mac_for_ip(plan.gateway), plan.mtu)
         .await?;
-    if let Err(e) = bring_up_datapath(nl, plan, &bridge, &uplink).await {
+    if let Err(e) = bring_up_datapath(nl, plan, &bridge, &uplink, uplink_ip).await {
         let _ = pins::remove_bridge_dir(&plan.bridge);
         let _ = nl.delete_link(bridge.index).await;
         return Err(e);
@@ -158,14 +187,30 @@ async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
         plan.mtu,
         if plan.icc { "on" } else { "off" }
     );
+    if plan.masquerade {
+        println!(
+            "masquerade behind {uplink_ip} ports {}-{}, NAT table {} entries",
+            plan.nat_ports.0, plan.nat_ports.1, plan.nat_entries
+        );
+    }
     Ok(())
 }
 
-async fn bring_up_datapath(nl: &Netlink, plan: &Plan, bridge: &Link, uplink: &Link) -> Result<()> {
+async fn bring_up_datapath(
+    nl: &Netlink,
+    plan: &Plan,
+    bridge: &Link,
+    uplink: &Link,
+    uplink_ip: Ipv4Addr,
+) -> Result<()> {
     let gw_net = Ipv4Net::new(plan.gateway, plan.subnet.prefix_len())?;
     nl.add_address(bridge.index, gw_net).await?;
+    enable_forwarding(&plan.bridge)?;
 
-    let mut flags = CONFIG_F_MASQUERADE;
+    let mut flags = 0;
+    if plan.masquerade {
+        flags |= CONFIG_F_MASQUERADE;
+    }
     if plan.icc {
         flags |= CONFIG_F_ICC;
     }
@@ -177,11 +222,16 @@ async fn bring_up_datapath(nl: &Netlink, plan: &Plan, bridge: &Link, uplink: &Li
         uplink_ifindex: uplink.index,
         mtu: plan.mtu,
         flags,
-        _reserved: 0,
+        nat_entries: plan.nat_entries,
         fdb_ageing_ns: plan.fdb_ageing_secs * 1_000_000_000,
         netns_inode: netns::current_inode()?,
+        uplink_ipv4: uplink_ip.octets(),
+        nat_port_min: plan.nat_ports.0,
+        nat_port_max: plan.nat_ports.1,
+        bridge_mac: bridge.mac.unwrap_or_default(),
+        _pad: [0; 2],
     };
-    datapath::load_and_pin(&plan.bridge, &cfg)?;
+    datapath::load_and_pin(&plan.bridge, &cfg, plan.nat_entries, &uplink.name)?;
     if let Some(mac) = bridge.mac {
         let mut maps = DatapathMaps::open(&plan.bridge)?;
         let local = FdbEntry {
@@ -192,6 +242,15 @@ async fn bring_up_datapath(nl: &Netlink, plan: &Plan, bridge: &Link, uplink: &Li
         maps.fdb.insert(MacAddr { octets: mac }, local, 0)?;
     }
     Ok(())
+}
+
+/// Routing for the containers' subnet, on the bridge only: the fast path's
+/// FIB lookups and the kernel's slow path (TTL expiry, fragmentation
+/// needed) treat the bridge as a router port. The namespace-wide
+/// `ip_forward` and the uplink's own setting stay as they are.
+fn enable_forwarding(bridge: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding");
+    std::fs::write(&path, "1").with_context(|| format!("cannot write {path}"))
 }
 
 /// `up` on a live bridge: nothing changes; settings the user gave that
@@ -229,6 +288,21 @@ async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig
     }
     if args.no_icc && live_icc {
         diffs.push("icc on (asked --no-icc)".to_string());
+    }
+    if args.no_masquerade && cfg.flags & CONFIG_F_MASQUERADE != 0 {
+        diffs.push("masquerade on (asked --no-masquerade)".to_string());
+    }
+    if args.nat_ports.is_some() && plan.nat_ports != (cfg.nat_port_min, cfg.nat_port_max) {
+        diffs.push(format!(
+            "nat-ports {}-{} (asked {}-{})",
+            cfg.nat_port_min, cfg.nat_port_max, plan.nat_ports.0, plan.nat_ports.1
+        ));
+    }
+    if args.nat_entries.is_some() && plan.nat_entries != cfg.nat_entries {
+        diffs.push(format!(
+            "nat-entries {} (asked {})",
+            cfg.nat_entries, plan.nat_entries
+        ));
     }
     if !diffs.is_empty() {
         return Err(usage(format!(

@@ -1,0 +1,122 @@
+//! Connection tracking for masquerade: two entries per flow in the `nat`
+//! map, one keyed by the original tuple (container → outside) and one by
+//! the reply tuple (outside → uplink address), like `conntrack -L` shows.
+
+/// Which way a key looks at the flow.
+pub const DIR_ORIGINAL: u8 = 0;
+pub const DIR_REPLY: u8 = 1;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A flow as seen by one direction. Addresses and ports are in network
+/// byte order, as in the packet. For ICMP echo the identifier is the
+/// "port": `sport` in the original direction, `dport` in the reply.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub dir: u8,
+    pub _pad: [u8; 2],
+}
+
+/// What to rewrite a packet matching the key to, plus the flow's state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEntry {
+    /// Original entry: the new source (uplink address). Reply entry: the new
+    /// destination (the container).
+    pub addr: [u8; 4],
+    /// Network order: the NAT port (original) or the container's port (reply).
+    pub port: u16,
+    /// `CT_*` TCP state; UDP and ICMP stay `CT_NEW` until answered.
+    pub state: u8,
+    /// `NAT_F_*` bits.
+    pub flags: u8,
+    /// Reply entry: host veth of the container, for `bpf_redirect_peer`.
+    pub ifindex: u32,
+    /// Reply entry: the container's MAC.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub _pad2: u32,
+    pub created_ns: u64,
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+pub const CT_NEW: u8 = 0;
+pub const CT_SYN_SENT: u8 = 1;
+pub const CT_ESTABLISHED: u8 = 2;
+/// One side has sent FIN.
+pub const CT_FIN_WAIT: u8 = 3;
+/// Both sides have sent FIN (TIME_WAIT in the kernel's conntrack).
+pub const CT_CLOSING: u8 = 4;
+/// RST seen.
+pub const CT_CLOSED: u8 = 5;
+
+/// Something came back in the reply direction.
+pub const NAT_F_REPLIED: u8 = 1 << 0;
+pub const NAT_F_FIN_ORIGINAL: u8 = 1 << 1;
+pub const NAT_F_FIN_REPLY: u8 = 1 << 2;
+
+/// Bounded search for a free NAT port: the original port, then this many
+/// probes from a hash of the flow.
+pub const NAT_PORT_PROBES: u32 = 32;
+
+/// Later fragments of a translated datagram, found by (src, dst, IP id,
+/// proto) of the fragment as it arrives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub id: u16,
+    pub proto: u8,
+    pub dir: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragEntry {
+    /// Address to rewrite to (source on the way out, destination back in).
+    pub addr: [u8; 4],
+    /// Ingress: host veth to redirect to.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+pub fn state_label(proto: u8, state: u8, flags: u8) -> &'static str {
+    match proto {
+        IPPROTO_TCP => match state {
+            CT_SYN_SENT => "SYN_SENT",
+            CT_ESTABLISHED => "ESTABLISHED",
+            CT_FIN_WAIT => "FIN_WAIT",
+            CT_CLOSING => "TIME_WAIT",
+            CT_CLOSED => "CLOSE",
+            _ => "NEW",
+        },
+        _ => {
+            if flags & NAT_F_REPLIED != 0 {
+                "ASSURED"
+            } else {
+                "UNREPLIED"
+            }
+        }
+    }
+}
+
+pub fn proto_label(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_ICMP => "icmp",
+        _ => "?",
+    }
+}

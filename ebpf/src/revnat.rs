@@ -1,0 +1,138 @@
+//! Outside → container: replies to masqueraded flows arriving on the uplink
+//! are un-NATed and delivered straight into the container.
+use aya_ebpf::{
+    bindings::TC_ACT_REDIRECT, helpers::generated::bpf_redirect_peer, programs::TcContext,
+};
+use ebridge_common::{
+    config::BridgeConfig,
+    nat::{FragEntry, FragKey, NatKey, DIR_REPLY, IPPROTO_ICMP},
+    stats::*,
+};
+
+use crate::{
+    conntrack, icmp_error,
+    ipv4::{self, Frag, Ipv4, L4Csum, IP_DADDR_OFF},
+    l4,
+    maps::FRAGS,
+    stats::{count, drop, pass},
+};
+
+/// Where a translated packet goes: the container's veth and MAC.
+pub struct Delivery {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+#[inline(always)]
+pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
+    // Not ours to judge: malformed or foreign traffic is the host's.
+    let Ok(ip) = ipv4::parse(ctx) else {
+        return pass(ctx, PASS_UPLINK_HOST);
+    };
+    if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) {
+        return pass(ctx, PASS_UPLINK_HOST);
+    }
+    let found = if ip.frag == Frag::Later {
+        later_fragment(ctx, &ip).map(|d| d.map(|d| (d, FWD_REVNAT)))
+    } else if ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error) {
+        icmp_error::to_container(ctx, cfg, &ip).map(|d| d.map(|d| (d, FWD_REVNAT_ICMP_ERROR)))
+    } else {
+        reply(ctx, &ip, now)
+    };
+    let (delivery, reason) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return pass(ctx, PASS_UPLINK_HOST),
+        Err(reason) => return drop(ctx, reason),
+    };
+    deliver(ctx, cfg, &ip, &delivery, reason)
+}
+
+/// A reply (or its first fragment): conntrack, then rewrite destination
+/// address and port back to the container's.
+#[inline(always)]
+fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>, u32> {
+    let Ok(ports) = l4::parse(ctx, ip) else {
+        return Ok(None);
+    };
+    let key = NatKey {
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        sport: ports.sport,
+        dport: ports.dport,
+        proto: ip.proto,
+        dir: DIR_REPLY,
+        _pad: [0; 2],
+    };
+    let Some(entry) = conntrack::ingress(&key, now, ports.tcp_flags, ctx.len()) else {
+        return Ok(None);
+    };
+    let (addr, port, ifindex, mac) =
+        unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
+    if ip.ttl <= 1 {
+        return Err(DROP_TTL_EXCEEDED);
+    }
+    let csum = L4Csum::for_proto(ip.proto, ip.l4_off);
+    ipv4::set_port(ctx, ports.dport_off, ports.dport, port, csum)?;
+    ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, csum)?;
+    if ip.frag == Frag::First {
+        let key = FragKey {
+            saddr: ip.saddr,
+            daddr: ip.daddr,
+            id: ip.id,
+            proto: ip.proto,
+            dir: DIR_REPLY,
+        };
+        let _ = FRAGS.insert(
+            key,
+            FragEntry {
+                addr,
+                ifindex,
+                mac,
+                _pad: [0; 2],
+            },
+            0,
+        );
+    }
+    Ok(Some((Delivery { ifindex, mac }, FWD_REVNAT)))
+}
+
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Delivery>, u32> {
+    let key = FragKey {
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        id: ip.id,
+        proto: ip.proto,
+        dir: DIR_REPLY,
+    };
+    // Unknown: a fragment for the node itself.
+    let Some(entry) = FRAGS.get_ptr(key) else {
+        return Ok(None);
+    };
+    let (addr, ifindex, mac) = unsafe { ((*entry).addr, (*entry).ifindex, (*entry).mac) };
+    if ip.ttl <= 1 {
+        return Err(DROP_TTL_EXCEEDED);
+    }
+    ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, L4Csum::None)?;
+    Ok(Some(Delivery { ifindex, mac }))
+}
+
+/// Decrement TTL, set the MACs and enter the container's netns.
+#[inline(always)]
+fn deliver(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, to: &Delivery, reason: u32) -> i32 {
+    if ip.ttl <= 1 {
+        return drop(ctx, DROP_TTL_EXCEEDED);
+    }
+    if ipv4::decrement_ttl(ctx, ip).is_err()
+        || ctx.store(0, &to.mac, 0).is_err()
+        || ctx.store(6, &cfg.bridge_mac, 0).is_err()
+    {
+        return drop(ctx, DROP_REWRITE_FAILED);
+    }
+    let rc = unsafe { bpf_redirect_peer(to.ifindex, 0) };
+    if rc != TC_ACT_REDIRECT as i64 {
+        return drop(ctx, DROP_REDIRECT_FAILED);
+    }
+    count(ctx, reason);
+    TC_ACT_REDIRECT as i32
+}

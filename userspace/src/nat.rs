@@ -1,0 +1,270 @@
+//! The NAT table seen from userspace: listing flows (`show nat`), expiring
+//! them by protocol state and idle time (the agent), and forgetting the
+//! flows of a removed endpoint.
+use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
+
+use anyhow::Result;
+use ebridge_common::nat::*;
+use serde::Serialize;
+
+use crate::maps::DatapathMaps;
+
+/// Idle timeouts, named and defaulted like the kernel's conntrack sysctls
+/// (`nf_conntrack_tcp_timeout_*`, `nf_conntrack_udp_timeout*`, `..._icmp_timeout`).
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    pub tcp_syn_sent: Duration,
+    pub tcp_established: Duration,
+    pub tcp_fin_wait: Duration,
+    pub tcp_time_wait: Duration,
+    pub tcp_close: Duration,
+    pub udp: Duration,
+    pub udp_stream: Duration,
+    pub icmp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_syn_sent: Duration::from_secs(120),
+            tcp_established: Duration::from_secs(432_000),
+            tcp_fin_wait: Duration::from_secs(120),
+            tcp_time_wait: Duration::from_secs(120),
+            tcp_close: Duration::from_secs(10),
+            udp: Duration::from_secs(30),
+            udp_stream: Duration::from_secs(120),
+            icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn for_flow(&self, proto: u8, state: u8, flags: u8) -> Duration {
+        match proto {
+            IPPROTO_TCP => match state {
+                CT_ESTABLISHED => self.tcp_established,
+                CT_FIN_WAIT => self.tcp_fin_wait,
+                CT_CLOSING => self.tcp_time_wait,
+                CT_CLOSED => self.tcp_close,
+                _ => self.tcp_syn_sent,
+            },
+            IPPROTO_UDP if flags & NAT_F_REPLIED != 0 => self.udp_stream,
+            IPPROTO_UDP => self.udp,
+            _ => self.icmp,
+        }
+    }
+}
+
+/// One flow: both entries, as `conntrack -L` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlowView {
+    pub proto: &'static str,
+    pub state: &'static str,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub nat_src: Ipv4Addr,
+    pub nat_sport: u16,
+    pub age_secs: f64,
+    pub idle_secs: f64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub reply_packets: u64,
+    pub reply_bytes: u64,
+}
+
+struct Pair {
+    original: (NatKey, NatEntry),
+    reply: Option<(NatKey, NatEntry)>,
+}
+
+fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
+    NatKey {
+        saddr: key.daddr,
+        daddr: entry.addr,
+        sport: key.dport,
+        dport: entry.port,
+        proto: key.proto,
+        dir: DIR_REPLY,
+        _pad: [0; 2],
+    }
+}
+
+/// Reads the whole table once and pairs original with reply entries.
+fn pairs(maps: &DatapathMaps) -> Result<(Vec<Pair>, Vec<(NatKey, NatEntry)>)> {
+    let mut originals = Vec::new();
+    let mut replies = HashMap::new();
+    for item in maps.nat.iter() {
+        let (key, entry) = item?;
+        if key.dir == DIR_ORIGINAL {
+            originals.push((key, entry));
+        } else {
+            replies.insert(key, entry);
+        }
+    }
+    let mut out = Vec::with_capacity(originals.len());
+    for (key, entry) in originals {
+        let rkey = reply_key_of(&key, &entry);
+        let reply = replies.remove(&rkey).map(|e| (rkey, e));
+        out.push(Pair {
+            original: (key, entry),
+            reply,
+        });
+    }
+    Ok((out, replies.into_iter().collect()))
+}
+
+fn port(raw: u16) -> u16 {
+    u16::from_be(raw)
+}
+
+pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
+    let (pairs, _) = pairs(maps)?;
+    let mut flows: Vec<FlowView> = pairs
+        .into_iter()
+        .map(|p| {
+            let (k, e) = p.original;
+            let (rp, rb, rseen) = p
+                .reply
+                .map(|(_, r)| (r.packets, r.bytes, r.last_seen_ns))
+                .unwrap_or_default();
+            let last = e.last_seen_ns.max(rseen);
+            FlowView {
+                proto: proto_label(k.proto),
+                state: state_label(k.proto, e.state, e.flags),
+                src: Ipv4Addr::from(k.saddr),
+                dst: Ipv4Addr::from(k.daddr),
+                sport: port(k.sport),
+                dport: port(k.dport),
+                nat_src: Ipv4Addr::from(e.addr),
+                nat_sport: port(e.port),
+                age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
+                idle_secs: now_ns.saturating_sub(last) as f64 / 1e9,
+                packets: e.packets,
+                bytes: e.bytes,
+                reply_packets: rp,
+                reply_bytes: rb,
+            }
+        })
+        .collect();
+    flows.sort_by(|a, b| (a.src, a.sport, a.dst, a.dport).cmp(&(b.src, b.sport, b.dst, b.dport)));
+    Ok(flows)
+}
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub expired: usize,
+    pub orphans: usize,
+    pub live: usize,
+}
+
+/// Reply entries younger than this may belong to a flow whose original
+/// entry is being inserted right now (the datapath inserts reply first).
+const ORPHAN_GRACE_NS: u64 = 2_000_000_000;
+
+/// Deletes flows idle longer than their timeout (reply entry first, so the
+/// port is never free while the original still points at it... and the
+/// datapath would recreate a half pair otherwise), and reply entries whose
+/// original is gone.
+pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<GcReport> {
+    let (pairs, orphans) = pairs(maps)?;
+    let mut report = GcReport::default();
+    for p in pairs {
+        let (key, entry) = p.original;
+        let last = p.reply.as_ref().map_or(entry.last_seen_ns, |(_, r)| {
+            r.last_seen_ns.max(entry.last_seen_ns)
+        });
+        let timeout = timeouts.for_flow(key.proto, entry.state, entry.flags);
+        if now_ns.saturating_sub(last) > timeout.as_nanos() as u64 {
+            let _ = maps.nat.remove(&key);
+            if let Some((rkey, _)) = p.reply {
+                let _ = maps.nat.remove(&rkey);
+            }
+            report.expired += 1;
+        } else {
+            report.live += 1;
+        }
+    }
+    for (key, entry) in orphans {
+        if now_ns.saturating_sub(entry.created_ns) > ORPHAN_GRACE_NS {
+            let _ = maps.nat.remove(&key);
+            report.orphans += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Removes every flow of the container at `addr` (its endpoint is going).
+pub fn forget_endpoint(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
+    let (pairs, orphans) = pairs(maps)?;
+    let mut removed = 0;
+    for p in pairs {
+        if Ipv4Addr::from(p.original.0.saddr) != addr {
+            continue;
+        }
+        if let Some((rkey, _)) = p.reply {
+            let _ = maps.nat.remove(&rkey);
+        }
+        let _ = maps.nat.remove(&p.original.0);
+        removed += 1;
+    }
+    for (key, entry) in orphans {
+        if Ipv4Addr::from(entry.addr) == addr {
+            let _ = maps.nat.remove(&key);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_follow_state() {
+        let t = Timeouts::default();
+        assert_eq!(
+            t.for_flow(IPPROTO_TCP, CT_ESTABLISHED, 0),
+            Duration::from_secs(432_000)
+        );
+        assert_eq!(
+            t.for_flow(IPPROTO_TCP, CT_CLOSED, 0),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            t.for_flow(IPPROTO_TCP, CT_CLOSING, 0),
+            Duration::from_secs(120)
+        );
+        assert_eq!(t.for_flow(IPPROTO_UDP, CT_NEW, 0), Duration::from_secs(30));
+        assert_eq!(
+            t.for_flow(IPPROTO_UDP, CT_NEW, NAT_F_REPLIED),
+            Duration::from_secs(120)
+        );
+        assert_eq!(t.for_flow(IPPROTO_ICMP, CT_NEW, 0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn reply_key_mirrors_original() {
+        let k = NatKey {
+            saddr: [172, 17, 0, 2],
+            daddr: [203, 0, 113, 2],
+            sport: 1234u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            dir: DIR_ORIGINAL,
+            _pad: [0; 2],
+        };
+        let e = NatEntry {
+            addr: [198, 51, 100, 1],
+            port: 40000u16.to_be(),
+            ..Default::default()
+        };
+        let r = reply_key_of(&k, &e);
+        assert_eq!(r.saddr, [203, 0, 113, 2]);
+        assert_eq!(r.daddr, [198, 51, 100, 1]);
+        assert_eq!(u16::from_be(r.sport), 80);
+        assert_eq!(u16::from_be(r.dport), 40000);
+        assert_eq!(r.dir, DIR_REPLY);
+    }
+}

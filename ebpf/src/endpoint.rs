@@ -6,11 +6,16 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use ebridge_common::{config::CONFIG_F_ICC, stats::*};
+use ebridge_common::{
+    config::{BridgeConfig, CONFIG_F_ICC},
+    stats::*,
+};
+use network_types::eth::EthHdr;
 
 use crate::{
     antispoof,
     fdb::{self, Port},
+    ipv4,
     maps::{CONFIG, ENDPOINTS},
     masquerade,
     packet::{self, ETH_P_IPV4},
@@ -25,7 +30,9 @@ pub fn endpoint_ingress(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn handle(ctx: &TcContext) -> i32 {
     packet::ensure_linear(ctx);
-    let Some(cfg) = CONFIG.get(0) else {
+    // The array always has its entry; a zero bridge index means `up` has
+    // not written it (yet): fail closed.
+    let Some(cfg) = CONFIG.get(0).filter(|c| c.bridge_ifindex != 0) else {
         return drop(ctx, DROP_NO_CONFIG);
     };
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -43,6 +50,10 @@ fn handle(ctx: &TcContext) -> i32 {
     let (src, dst) = unsafe { ((*eth).src_addr, (*eth).dst_addr) };
     fdb::learn(ctx, &src, ifindex, now, cfg.fdb_ageing_ns);
 
+    if cfg.flags & CONFIG_F_ICC == 0 && to_other_container(ctx, eth, cfg) {
+        return drop(ctx, DROP_ICC);
+    }
+
     if packet::is_multicast(&dst) {
         return pass(ctx, PASS_MULTICAST);
     }
@@ -56,6 +67,22 @@ fn handle(ctx: &TcContext) -> i32 {
         Port::Endpoint(port) if port == ifindex => pass(ctx, PASS_SAME_PORT),
         Port::Endpoint(port) => to_peer(ctx, port, cfg.flags),
     }
+}
+
+/// With ICC off, IPv4 to any subnet address but the gateway is another
+/// container's (or their broadcast), however it would get there: fast path,
+/// bridge flooding, or routed back through the gateway. Docker's
+/// `-i docker0 -o docker0 -j DROP` covers all three as well.
+#[inline(always)]
+fn to_other_container(ctx: &TcContext, eth: *const EthHdr, cfg: &BridgeConfig) -> bool {
+    if packet::ether_type(eth) != ETH_P_IPV4 {
+        return false;
+    }
+    let Ok(ip) = packet::ipv4(ctx) else {
+        return false;
+    };
+    let dst = unsafe { &(*ip).dst_addr };
+    ipv4::in_subnet(dst, cfg) && !ipv4::ipv4_eq(dst, &cfg.gateway_ipv4)
 }
 
 /// Deliver straight into the other container's netns: skips the bridge and

@@ -250,7 +250,7 @@ impl Lab {
         let mut s = String::new();
         for args in [
             vec!["-n", &self.node, "-o", "link", "show"],
-            vec!["-n", &self.node, "-o", "addr", "show"],
+            vec!["-n", &self.node, "-4", "-o", "addr", "show"],
             vec!["-n", &self.node, "route", "show"],
         ] {
             s += &run_ok("ip", &args)

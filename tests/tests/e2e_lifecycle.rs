@@ -59,7 +59,8 @@ fn down_leaves_no_trace_and_up_again_works() {
                 id
             })
             .collect();
-    assert_eq!(link_ids.len(), 2, "{link_ids:?}");
+    // Two endpoints plus the uplink's ingress and egress programs.
+    assert_eq!(link_ids.len(), 4, "{link_ids:?}");
 
     let out = lab.ebridge_ok(&["down"]);
     assert!(out.contains("2 endpoint(s) removed"), "{out}");

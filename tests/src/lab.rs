@@ -61,10 +61,13 @@ pub struct Lab {
     pub node: String,
     pub outside: String,
     pub bridge: String,
+    /// tcpdump on the outside host, catching any container source address.
+    leak_watch: Option<(std::process::Child, PathBuf)>,
 }
 
 pub const NODE_UPLINK_IP: &str = "198.51.100.1";
 pub const OUTSIDE_IP: &str = "198.51.100.2";
+pub const SERVER_IP: &str = "203.0.113.2";
 
 impl Lab {
     /// Builds node and outside; does not run `ebridge up`.
@@ -76,6 +79,7 @@ impl Lab {
             outside: format!("{id}-out"),
             bridge: format!("b{}x{n}", std::process::id()),
             id,
+            leak_watch: None,
         };
         run_ok("ip", &["netns", "add", &lab.node]);
         run_ok("ip", &["netns", "add", &lab.outside]);
@@ -132,6 +136,160 @@ impl Lab {
             ],
         );
         lab
+    }
+
+    /// Adds a server namespace `<id>-srv` (203.0.113.2) behind the outside
+    /// host, which becomes a router; the router's link towards the server
+    /// gets `mtu` (to make path MTU discovery necessary).
+    pub fn with_server(self, mtu: u32) -> Self {
+        let srv = self.server();
+        run_ok("ip", &["netns", "add", &srv]);
+        run_ok("ip", &["-n", &srv, "link", "set", "lo", "up"]);
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &self.outside,
+                "link",
+                "add",
+                "eth1",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &srv,
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &self.outside,
+                "addr",
+                "add",
+                "203.0.113.1/24",
+                "dev",
+                "eth1",
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &self.outside,
+                "link",
+                "set",
+                "eth1",
+                "mtu",
+                &mtu.to_string(),
+                "up",
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &srv,
+                "addr",
+                "add",
+                &format!("{SERVER_IP}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
+        // The server's own link stays at 1500: it advertises a full MSS,
+        // so only the router in between can tell the sender to go smaller.
+        run_ok("ip", &["-n", &srv, "link", "set", "eth0", "up"]);
+        run_ok(
+            "ip",
+            &["-n", &srv, "route", "add", "default", "via", "203.0.113.1"],
+        );
+        self.exec_ok(&self.outside, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        self
+    }
+
+    pub fn server(&self) -> String {
+        format!("{}-srv", self.id)
+    }
+
+    /// Starts capturing, on the outside host's side of the uplink, every
+    /// IPv4 packet. Immediate mode: otherwise the last second's packets sit
+    /// in an unretired ring-buffer block when the capture is stopped.
+    pub fn watch_for_leaks(mut self) -> Self {
+        let pcap = std::env::temp_dir().join(format!("{}-uplink.pcap", self.id));
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.outside,
+                "tcpdump",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-i",
+                "eth0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .arg("ip")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        // tcpdump says "listening on ..." once it captures.
+        let stderr = child.stderr.take().expect("tcpdump stderr");
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        assert!(
+            line.contains("listening on"),
+            "tcpdump did not start: {line}"
+        );
+        self.leak_watch = Some((child, pcap));
+        self
+    }
+
+    fn stop_watch(&mut self) -> Option<PathBuf> {
+        let (mut child, pcap) = self.leak_watch.take()?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: plain kill(2) of our own child (`ip netns exec` became tcpdump).
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let _ = child.wait();
+        Some(pcap)
+    }
+
+    /// Stops the capture; returns (packets with a container source address,
+    /// packets from the node's uplink address).
+    pub fn uplink_capture(&mut self) -> (usize, usize) {
+        let pcap = self.stop_watch().expect("watch_for_leaks was not called");
+        let count = |filter: &str| {
+            let out = run_ok(
+                "tcpdump",
+                &["-n", "-r", pcap.to_str().expect("utf-8"), filter],
+            );
+            out.lines().count()
+        };
+        let counts = (
+            count("src net 172.16.0.0/12"),
+            count(&format!("src host {NODE_UPLINK_IP}")),
+        );
+        let _ = std::fs::remove_file(&pcap);
+        counts
+    }
+
+    /// Asserts no container address left the uplink, and that the capture
+    /// did see masqueraded traffic (so the check could have failed).
+    pub fn assert_no_leak(&mut self) {
+        let (leaked, ours) = self.uplink_capture();
+        assert_eq!(
+            leaked, 0,
+            "{leaked} packets left the uplink with a container source address"
+        );
+        assert!(
+            ours > 0,
+            "the capture saw no traffic from the uplink address at all"
+        );
     }
 
     /// A lab with the bridge up (`extra` are more `up` flags).
@@ -290,6 +448,9 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some(pcap) = self.stop_watch() {
+            let _ = std::fs::remove_file(pcap);
+        }
         let _ = self.ebridge(&["down"]);
         for ns in self.own_netns() {
             let _ = run("ip", &["netns", "del", &ns]);

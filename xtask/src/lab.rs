@@ -17,6 +17,7 @@ struct Lab {
     c1: String,
     c2: String,
     bridge: String,
+    agent: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 impl Lab {
@@ -28,6 +29,7 @@ impl Lab {
             c1: format!("ebrlab{id}-c1"),
             c2: format!("ebrlab{id}-c2"),
             bridge: "ebr0".into(),
+            agent: std::sync::Mutex::new(None),
         }
     }
 
@@ -113,6 +115,12 @@ impl Lab {
     }
 
     fn teardown(&self) {
+        if let Ok(mut agent) = self.agent.lock() {
+            if let Some(mut agent) = agent.take() {
+                let _ = agent.kill();
+                let _ = agent.wait();
+            }
+        }
         let _ = self.ebridge(&["down"]);
         for ns in [&self.c1, &self.c2, &self.node, &self.outside] {
             sh_quiet("ip", &["netns", "del", ns]);
@@ -147,6 +155,13 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     print!("{}", lab.ebridge(&["endpoint", "add", &lab.c1])?);
     print!("{}", lab.ebridge(&["endpoint", "add", &lab.c2])?);
     print!("{}", lab.ebridge(&["endpoint", "ls"])?);
+    // The agent expires NAT flows and ages the FDB; it runs for the lab.
+    let bin = ebridge_release_bin();
+    let net = format!("--net=/run/netns/{}", lab.node);
+    let agent = Command::new("nsenter")
+        .args([net.as_str(), bin.to_str().unwrap_or("ebridge"), "agent", "--bridge", &lab.bridge])
+        .spawn()?;
+    *lab.agent.lock().map_err(|_| anyhow::anyhow!("lab lock poisoned"))? = Some(agent);
 
     step(&format!("ping {} -> {} (172.17.0.3)", lab.c1, lab.c2));
     print!(
@@ -184,6 +199,22 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     )?;
     let _ = server.wait();
     println!("done");
+
+    step("masquerade: c1 fetches from the outside host 198.51.100.2 (eBPF SNAT, no iptables)");
+    let mut web = Command::new("ip")
+        .args(["netns", "exec", &lab.outside, "timeout", "10", "sh", "-c"])
+        .arg("printf 'HTTP/1.0 200 OK\r\n\r\nhello from outside\n' | nc -l -s 198.51.100.2 -p 8080 -q 1")
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    print!(
+        "{}",
+        lab.exec(&lab.c1, &["sh", "-c", "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 198.51.100.2 8080"])?
+    );
+    let _ = web.wait();
+    print!("{}", lab.exec(&lab.c1, &["ping", "-c", "2", "-i", "0.2", "198.51.100.2"])?);
+
+    step("ebridge show nat (like conntrack -L): the outside only ever saw 198.51.100.1");
+    print!("{}", lab.ebridge(&["show", "nat"])?);
 
     step("ebridge show fdb (like brctl showmacs)");
     print!("{}", lab.ebridge(&["show", "fdb"])?);

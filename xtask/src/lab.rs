@@ -203,7 +203,7 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     step("masquerade: c1 fetches from the outside host 198.51.100.2 (eBPF SNAT, no iptables)");
     let mut web = Command::new("ip")
         .args(["netns", "exec", &lab.outside, "timeout", "10", "sh", "-c"])
-        .arg("printf 'HTTP/1.0 200 OK\r\n\r\nhello from outside\n' | nc -l -s 198.51.100.2 -p 8080 -q 1")
+        .arg("printf 'HTTP/1.0 200 OK\r\n\r\nhello from outside\n' | nc -l -s 198.51.100.2 -p 8080 -q 1 > /dev/null")
         .spawn()?;
     std::thread::sleep(Duration::from_millis(300));
     print!(

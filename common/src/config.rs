@@ -28,6 +28,9 @@ pub struct BridgeConfig {
     /// The bridge's own MAC: source of frames delivered to containers.
     pub bridge_mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// Network namespace cookie (`SO_NETNS_COOKIE`) of the node: the cgroup
+    /// socket programs act only on sockets of this namespace.
+    pub netns_cookie: u64,
 }
 
 /// Containers on the bridge may talk to each other (Docker's `icc`).

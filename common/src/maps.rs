@@ -8,9 +8,12 @@ pub const MAP_FDB: &str = "fdb";
 pub const MAP_STATS: &str = "stats";
 pub const MAP_NAT: &str = "nat";
 pub const MAP_FRAGS: &str = "frags";
+pub const MAP_PUBLISH: &str = "publish";
+pub const MAP_NODE_ADDRS: &str = "node_addrs";
+pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 10] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -18,12 +21,18 @@ pub const PINNED_MAPS: [&str; 7] = [
     MAP_STATS,
     MAP_NAT,
     MAP_FRAGS,
+    MAP_PUBLISH,
+    MAP_NODE_ADDRS,
+    MAP_SOCK_REWRITES,
 ];
 
 /// Program names as they appear in the object file and under the pin dir.
 pub const PROG_ENDPOINT: &str = "endpoint_ingress";
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const PROG_UPLINK_EGRESS: &str = "uplink_egress";
+pub const PROG_CONNECT4: &str = "host_connect4";
+pub const PROG_SENDMSG4: &str = "host_sendmsg4";
+pub const PROG_RECVMSG4: &str = "host_recvmsg4";
 
 /// Most endpoints one bridge can hold (a /16 has 65534 host addresses, but a
 /// node never runs that many containers; Linux bridges allow 1024 ports).
@@ -36,3 +45,9 @@ pub const MAX_FDB_ENTRIES: usize = 2 * MAX_ENDPOINTS + 64;
 pub const DEFAULT_NAT_ENTRIES: usize = 262_144;
 /// In-flight fragmented datagrams remembered at once (LRU).
 pub const MAX_FRAG_ENTRIES: usize = 8192;
+/// Published (address, port, protocol) entries.
+pub const MAX_PUBLISHED: usize = 65_536;
+/// Addresses the node owns (for "every address" publishes).
+pub const MAX_NODE_ADDRS: usize = 256;
+/// Host UDP sockets talking to a published port at once (LRU).
+pub const MAX_SOCK_REWRITES: usize = 16_384;

@@ -48,6 +48,11 @@ pub struct NatEntry {
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// With `NAT_F_DNAT`: the new destination as well (hairpin flows
+    /// rewrite both ends).
+    pub daddr: [u8; 4],
+    pub dport: u16,
+    pub _pad3: [u8; 2],
 }
 
 pub const CT_NEW: u8 = 0;
@@ -64,6 +69,16 @@ pub const CT_CLOSED: u8 = 5;
 pub const NAT_F_REPLIED: u8 = 1 << 0;
 pub const NAT_F_FIN_ORIGINAL: u8 = 1 << 1;
 pub const NAT_F_FIN_REPLY: u8 = 1 << 2;
+/// Rewrite the destination to (`daddr`, `dport`) too.
+pub const NAT_F_DNAT: u8 = 1 << 3;
+/// The flow came in through a published port.
+pub const NAT_F_INBOUND: u8 = 1 << 4;
+/// Container to a published port of the node: both ends rewritten,
+/// delivered to `ifindex` without leaving the node.
+pub const NAT_F_HAIRPIN: u8 = 1 << 5;
+/// The hairpin entry keyed by the target's replies (pairs with the
+/// client's entry the way a reply entry does).
+pub const NAT_F_BACK: u8 = 1 << 6;
 
 /// Bounded search for a free NAT port: the original port, then this many
 /// probes from a hash of the flow.
@@ -119,4 +134,42 @@ pub fn proto_label(proto: u8) -> &'static str {
         IPPROTO_ICMP => "icmp",
         _ => "?",
     }
+}
+
+/// A published port: (node address, port, protocol). Address 0.0.0.0 means
+/// every IPv4 address of the node (`-p 8080:80` without a host IP).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PublishKey {
+    pub addr: [u8; 4],
+    /// Network order.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Where a published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishTarget {
+    pub addr: [u8; 4],
+    /// Network order.
+    pub port: u16,
+    pub _pad: [u8; 2],
+    /// Host veth of the endpoint.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+}
+
+/// What a host socket asked for before `connect4`/`sendmsg4` sent it to a
+/// container, so `recvmsg4` can make replies look as if they came from
+/// there. Keyed by socket cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRewrite {
+    pub orig_addr: [u8; 4],
+    pub orig_port: u16,
+    pub target_port: u16,
+    pub target_addr: [u8; 4],
 }

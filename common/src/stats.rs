@@ -59,6 +59,10 @@ reasons! {
     /// The route lookup gave no fast-path answer (unreachable, too big for
     /// the next hop...): the kernel handles it and sends the ICMP error.
     PASS_FIB_SLOW_PATH = 13, "pass-fib-slow-path", Pass;
+    /// Outside → published port, DNATed into the container.
+    FWD_DNAT = 14, "dnat-in", Redirect;
+    /// Container → published port of the node, turned around locally.
+    FWD_HAIRPIN = 15, "hairpin", Redirect;
     /// Source MAC is not the endpoint's.
     DROP_SPOOFED_MAC = 16, "drop-spoofed-mac", Drop;
     /// IPv4 source address is not the endpoint's.
@@ -93,6 +97,10 @@ reasons! {
     DROP_REWRITE_FAILED = 31, "drop-rewrite-failed", Drop;
     /// An ICMP error from a container about no flow we track.
     DROP_ICMP_ERROR_UNTRACKED = 32, "drop-icmp-error-untracked", Drop;
+    /// Outside → a container address that no published port leads to.
+    DROP_NOT_PUBLISHED = 33, "drop-not-published", Drop;
+    /// A published-port flow whose return tuple is already taken.
+    DROP_NAT_CONFLICT = 34, "drop-nat-conflict", Drop;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

@@ -3,7 +3,7 @@ use crate::{
     config::BridgeConfig,
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
-    nat::{FragEntry, FragKey, NatEntry, NatKey},
+    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget, SockRewrite},
     stats::Counter,
 };
 
@@ -26,12 +26,18 @@ pod!(
     NatKey,
     NatEntry,
     FragKey,
-    FragEntry
+    FragEntry,
+    PublishKey,
+    PublishTarget,
+    SockRewrite
 );
 
-const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 72);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 16);
-const _: () = assert!(core::mem::size_of::<NatEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<NatEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
+const _: () = assert!(core::mem::size_of::<PublishTarget>() == 20);
+const _: () = assert!(core::mem::size_of::<SockRewrite>() == 12);
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);

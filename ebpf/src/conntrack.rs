@@ -47,38 +47,59 @@ fn account(entry: *mut NatEntry, now: u64, bytes: u32) {
     }
 }
 
-/// The original-direction entry for a packet leaving a container: found,
-/// or created with a freshly allocated port.
+/// The entry keyed by what a container sent, if the flow is known.
 #[inline(always)]
-pub fn egress(
-    flow: &Flow,
-    ep: &Endpoint,
-    cfg: &BridgeConfig,
-    now: u64,
-    tcp_flags: u8,
-    bytes: u32,
-) -> Result<*mut NatEntry, u32> {
-    let key = flow.key(DIR_ORIGINAL);
-    let entry = match NAT.get_ptr_mut(key) {
-        Some(e) => e,
-        None => create(flow, &key, ep, cfg, now, tcp_flags)?,
-    };
+pub fn from_container(flow: &Flow, now: u64, tcp_flags: u8, bytes: u32) -> Option<*mut NatEntry> {
+    let entry = NAT.get_ptr_mut(flow.key(DIR_ORIGINAL))?;
     if flow.proto == IPPROTO_TCP {
         unsafe { track_original(&mut *entry, tcp_flags) };
     }
     account(entry, now, bytes);
-    Ok(entry)
+    Some(entry)
 }
 
 #[inline(always)]
-fn create(
-    flow: &Flow,
-    key: &NatKey,
-    ep: &Endpoint,
+fn blank(now: u64) -> NatEntry {
+    NatEntry {
+        addr: [0; 4],
+        port: 0,
+        state: CT_NEW,
+        flags: 0,
+        ifindex: 0,
+        mac: [0; 6],
+        _pad: [0; 2],
+        _pad2: 0,
+        created_ns: now,
+        last_seen_ns: now,
+        packets: 0,
+        bytes: 0,
+        daddr: [0; 4],
+        dport: 0,
+        _pad3: [0; 2],
+    }
+}
+
+#[inline(always)]
+fn initial_state(flow: &Flow, tcp_flags: u8) -> u8 {
+    if flow.proto == IPPROTO_TCP && tcp_flags & TCP_SYN != 0 {
+        CT_SYN_SENT
+    } else {
+        CT_NEW
+    }
+}
+
+/// Inserts `first` under `template` with the free port found in the NAT
+/// range written into its `dport` — the original port `own` if free, then
+/// probes from a hash. BPF_NOEXIST makes the insert itself the claim on
+/// the port, so two CPUs can never take the same one.
+#[inline(always)]
+fn claim_port(
+    template: &NatKey,
+    first: &NatEntry,
+    own: u16,
+    hash: u32,
     cfg: &BridgeConfig,
-    now: u64,
-    tcp_flags: u8,
-) -> Result<*mut NatEntry, u32> {
+) -> Result<u16, u32> {
     let min = u32::from(cfg.nat_port_min);
     let max = u32::from(cfg.nat_port_max);
     if max < min {
@@ -89,27 +110,9 @@ fn create(
     let Some(size) = NonZeroU32::new(max - min + 1) else {
         return Err(DROP_NAT_NO_PORT);
     };
-    let own = u32::from(u16::from_be(flow.sport));
-    let hash = flow_hash(flow);
-
-    let reply_entry = NatEntry {
-        addr: flow.saddr,
-        port: flow.sport,
-        state: CT_NEW,
-        flags: 0,
-        ifindex: ep.host_ifindex,
-        mac: ep.mac,
-        _pad: [0; 2],
-        _pad2: 0,
-        created_ns: now,
-        last_seen_ns: now,
-        packets: 0,
-        bytes: 0,
-    };
-    let mut chosen: u16 = 0;
-    let mut found = false;
+    let own = u32::from(u16::from_be(own));
+    let mut key = *template;
     let mut i: u32 = 0;
-    // Probe 0 keeps the container's own port when it is in range.
     while i <= NAT_PORT_PROBES {
         let candidate = if i == 0 {
             own
@@ -120,69 +123,164 @@ fn create(
         if candidate < min || candidate > max {
             continue;
         }
-        let port = (candidate as u16).to_be();
-        let reply_key = NatKey {
-            saddr: flow.daddr,
-            daddr: cfg.uplink_ipv4,
-            sport: flow.dport,
-            dport: port,
-            proto: flow.proto,
-            dir: DIR_REPLY,
-            _pad: [0; 2],
-        };
-        match NAT.insert(reply_key, reply_entry, u64::from(BPF_NOEXIST)) {
-            Ok(()) => {
-                chosen = port;
-                found = true;
-                break;
-            }
+        key.dport = (candidate as u16).to_be();
+        match NAT.insert(key, *first, u64::from(BPF_NOEXIST)) {
+            Ok(()) => return Ok(key.dport),
             Err(e) if e == -EEXIST => continue,
             Err(_) => return Err(DROP_NAT_TABLE_FULL),
         }
     }
-    if !found {
-        return Err(DROP_NAT_NO_PORT);
-    }
-    let reply_key = NatKey {
-        saddr: flow.daddr,
-        daddr: cfg.uplink_ipv4,
-        sport: flow.dport,
-        dport: chosen,
-        proto: flow.proto,
-        dir: DIR_REPLY,
-        _pad: [0; 2],
-    };
-    let state = if flow.proto == IPPROTO_TCP && tcp_flags & TCP_SYN != 0 {
-        CT_SYN_SENT
-    } else {
-        CT_NEW
-    };
-    let original = NatEntry {
-        addr: cfg.uplink_ipv4,
-        port: chosen,
-        state,
-        flags: 0,
-        ifindex: 0,
-        mac: [0; 6],
-        _pad: [0; 2],
-        _pad2: 0,
-        created_ns: now,
-        last_seen_ns: now,
-        packets: 0,
-        bytes: 0,
-    };
-    match NAT.insert(*key, original, u64::from(BPF_NOEXIST)) {
+    Err(DROP_NAT_NO_PORT)
+}
+
+/// Inserts the flow's second entry; on failure the first one is rolled back
+/// so no half pair holds a port. If another CPU created the same flow
+/// meanwhile, its entry wins and ours goes.
+#[inline(always)]
+fn complete_pair(key: &NatKey, entry: &NatEntry, first: &NatKey) -> Result<*mut NatEntry, u32> {
+    match NAT.insert(*key, *entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         Err(e) if e == -EEXIST => {
-            // Another CPU created this flow meanwhile: use its entry.
-            let _ = NAT.remove(reply_key);
+            let _ = NAT.remove(*first);
         }
         Err(_) => {
-            let _ = NAT.remove(reply_key);
+            let _ = NAT.remove(*first);
             return Err(DROP_NAT_TABLE_FULL);
         }
     }
     NAT.get_ptr_mut(*key).ok_or(DROP_NAT_TABLE_FULL)
+}
+
+/// A new masqueraded flow: the reply entry (outside → uplink:port) claims
+/// the port, then the original entry records the translation.
+#[inline(always)]
+pub fn masquerade(
+    flow: &Flow,
+    ep: &Endpoint,
+    cfg: &BridgeConfig,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) -> Result<*mut NatEntry, u32> {
+    let mut back = blank(now);
+    back.addr = flow.saddr;
+    back.port = flow.sport;
+    back.ifindex = ep.host_ifindex;
+    back.mac = ep.mac;
+    let template = NatKey {
+        saddr: flow.daddr,
+        daddr: cfg.uplink_ipv4,
+        sport: flow.dport,
+        dport: 0,
+        proto: flow.proto,
+        dir: DIR_REPLY,
+        _pad: [0; 2],
+    };
+    let port = claim_port(&template, &back, flow.sport, flow_hash(flow), cfg)?;
+    let claimed = NatKey {
+        dport: port,
+        ..template
+    };
+
+    let mut out = blank(now);
+    out.addr = cfg.uplink_ipv4;
+    out.port = port;
+    out.state = initial_state(flow, tcp_flags);
+    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &out, &claimed)?;
+    account(entry, now, bytes);
+    Ok(entry)
+}
+
+/// A container reaching a published port of the node (hairpin): the
+/// client's packets go to the target with the gateway as source (on a
+/// claimed port), so the target's replies come back through this program
+/// and are turned around to the client.
+#[inline(always)]
+pub fn hairpin(
+    flow: &Flow,
+    client: &Endpoint,
+    target: &PublishTarget,
+    cfg: &BridgeConfig,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) -> Result<*mut NatEntry, u32> {
+    let mut back = blank(now);
+    back.addr = flow.daddr;
+    back.port = flow.dport;
+    back.daddr = flow.saddr;
+    back.dport = flow.sport;
+    back.flags = NAT_F_DNAT | NAT_F_HAIRPIN | NAT_F_BACK;
+    back.ifindex = client.host_ifindex;
+    back.mac = client.mac;
+    let template = NatKey {
+        saddr: target.addr,
+        daddr: cfg.gateway_ipv4,
+        sport: target.port,
+        dport: 0,
+        proto: flow.proto,
+        dir: DIR_ORIGINAL,
+        _pad: [0; 2],
+    };
+    let port = claim_port(&template, &back, flow.sport, flow_hash(flow), cfg)?;
+    let claimed = NatKey {
+        dport: port,
+        ..template
+    };
+
+    let mut there = blank(now);
+    there.addr = cfg.gateway_ipv4;
+    there.port = port;
+    there.daddr = target.addr;
+    there.dport = target.port;
+    there.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
+    there.ifindex = target.ifindex;
+    there.mac = target.mac;
+    there.state = initial_state(flow, tcp_flags);
+    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &there, &claimed)?;
+    account(entry, now, bytes);
+    Ok(entry)
+}
+
+/// A new flow from outside to a published port: the container-side entry
+/// (for un-DNATing replies) first, then the outside-side one.
+#[inline(always)]
+pub fn inbound(
+    flow: &Flow,
+    target: &PublishTarget,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) -> Result<*mut NatEntry, u32> {
+    let mut back = blank(now);
+    back.addr = flow.daddr;
+    back.port = flow.dport;
+    back.flags = NAT_F_INBOUND;
+    back.state = initial_state(flow, tcp_flags);
+    let back_key = NatKey {
+        saddr: target.addr,
+        daddr: flow.saddr,
+        sport: target.port,
+        dport: flow.sport,
+        proto: flow.proto,
+        dir: DIR_ORIGINAL,
+        _pad: [0; 2],
+    };
+    match NAT.insert(back_key, back, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {}
+        // The container already uses this tuple for a flow of its own.
+        Err(e) if e == -EEXIST => return Err(DROP_NAT_CONFLICT),
+        Err(_) => return Err(DROP_NAT_TABLE_FULL),
+    }
+    let mut there = blank(now);
+    there.addr = target.addr;
+    there.port = target.port;
+    there.flags = NAT_F_INBOUND;
+    there.ifindex = target.ifindex;
+    there.mac = target.mac;
+    let entry = complete_pair(&flow.key(DIR_REPLY), &there, &back_key)?;
+    account(entry, now, bytes);
+    Ok(entry)
 }
 
 /// Jenkins-style mix of the tuple: spreads flows over the port range.

@@ -6,8 +6,11 @@ use ebridge_common::{
     config::BridgeConfig,
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
-    maps::{DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES},
-    nat::{FragEntry, FragKey, NatEntry, NatKey},
+    maps::{
+        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NODE_ADDRS,
+        MAX_PUBLISHED, MAX_SOCK_REWRITES,
+    },
+    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget, SockRewrite},
     stats::{Counter, MAX_REASONS},
 };
 
@@ -38,3 +41,15 @@ pub static NAT: HashMap<NatKey, NatEntry, DEFAULT_NAT_ENTRIES> = HashMap::new();
 /// Fragments in flight; LRU because a lost fragment must not pin an entry.
 #[btf_map(name = "frags")]
 pub static FRAGS: LruHashMap<FragKey, FragEntry, MAX_FRAG_ENTRIES> = LruHashMap::new();
+
+/// Published ports: (node address or 0.0.0.0, port, proto) → endpoint.
+#[btf_map(name = "publish")]
+pub static PUBLISH: HashMap<PublishKey, PublishTarget, MAX_PUBLISHED> = HashMap::new();
+
+/// The node's own IPv4 addresses (value unused), for 0.0.0.0 publishes.
+#[btf_map(name = "node_addrs")]
+pub static NODE_ADDRS: HashMap<[u8; 4], u8, MAX_NODE_ADDRS> = HashMap::new();
+
+/// Host sockets whose destination `connect4`/`sendmsg4` rewrote, by cookie.
+#[btf_map(name = "sock_rewrites")]
+pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruHashMap::new();

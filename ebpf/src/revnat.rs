@@ -4,16 +4,18 @@ use aya_ebpf::{
     bindings::TC_ACT_REDIRECT, helpers::generated::bpf_redirect_peer, programs::TcContext,
 };
 use ebridge_common::{
-    config::BridgeConfig,
+    config::{BridgeConfig, CONFIG_F_MASQUERADE},
     nat::{FragEntry, FragKey, NatKey, DIR_REPLY, IPPROTO_ICMP},
     stats::*,
 };
 
 use crate::{
-    conntrack, icmp_error,
+    conntrack::{self, Flow},
+    icmp_error,
     ipv4::{self, Frag, Ipv4, L4Csum, IP_DADDR_OFF},
     l4,
     maps::FRAGS,
+    publish,
     stats::{count, drop, pass},
 };
 
@@ -29,7 +31,12 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     let Ok(ip) = ipv4::parse(ctx) else {
         return pass(ctx, PASS_UPLINK_HOST);
     };
-    if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) {
+    // Docker's FORWARD chain: containers are reachable from outside only
+    // through published ports (unless the subnet is routed, not NATed).
+    if cfg.flags & CONFIG_F_MASQUERADE != 0 && ipv4::in_subnet(&ip.daddr, cfg) {
+        return drop(ctx, DROP_NOT_PUBLISHED);
+    }
+    if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&ip.daddr) {
         return pass(ctx, PASS_UPLINK_HOST);
     }
     let found = if ip.frag == Frag::Later {
@@ -63,8 +70,22 @@ fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let Some(entry) = conntrack::ingress(&key, now, ports.tcp_flags, ctx.len()) else {
-        return Ok(None);
+    let (entry, reason) = match conntrack::ingress(&key, now, ports.tcp_flags, ctx.len()) {
+        Some(entry) => (entry, FWD_REVNAT),
+        None => {
+            let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
+                return Ok(None);
+            };
+            let flow = Flow {
+                proto: ip.proto,
+                saddr: ip.saddr,
+                daddr: ip.daddr,
+                sport: ports.sport,
+                dport: ports.dport,
+            };
+            let entry = conntrack::inbound(&flow, &target, now, ports.tcp_flags, ctx.len())?;
+            (entry, FWD_DNAT)
+        }
     };
     let (addr, port, ifindex, mac) =
         unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
@@ -93,7 +114,7 @@ fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>
             0,
         );
     }
-    Ok(Some((Delivery { ifindex, mac }, FWD_REVNAT)))
+    Ok(Some((Delivery { ifindex, mac }, reason)))
 }
 
 #[inline(always)]
@@ -119,7 +140,7 @@ fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Delivery>, u32> {
 
 /// Decrement TTL, set the MACs and enter the container's netns.
 #[inline(always)]
-fn deliver(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, to: &Delivery, reason: u32) -> i32 {
+pub fn deliver(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, to: &Delivery, reason: u32) -> i32 {
     if ip.ttl <= 1 {
         return drop(ctx, DROP_TTL_EXCEEDED);
     }

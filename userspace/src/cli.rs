@@ -33,6 +33,13 @@ pub enum Command {
         #[command(flatten)]
         bridge: BridgeArg,
     },
+    /// Published ports of endpoints.
+    Publish {
+        #[command(subcommand)]
+        command: PublishCommand,
+        #[command(flatten)]
+        bridge: BridgeArg,
+    },
     /// Run in the foreground: expire NAT flows, age the FDB, forward the
     /// datapath's log lines. Safe to kill and restart at any time.
     Agent(AgentArgs),
@@ -107,6 +114,22 @@ pub struct EndpointAddArgs {
     /// Interface name inside the netns.
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
+    /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp] (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PublishCommand {
+    /// Publish a port of an endpoint, like `docker run -p`.
+    Add { name: String, spec: String },
+    /// Stop publishing it.
+    Rm { name: String, spec: String },
+    /// List published ports.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

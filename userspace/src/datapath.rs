@@ -2,7 +2,7 @@
 //! programs with pinned TCX links.
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::{links::FdLink, SchedClassifier, TcAttachType},
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType},
     EbpfLoader,
 };
 use ebridge_common::{config::BridgeConfig, maps::*};
@@ -68,7 +68,46 @@ pub fn load_and_pin(
         TcAttachType::Egress,
         "uplink-egress",
     )?;
+
+    // Host access to published ports: on the cgroup v2 root, so every
+    // process is covered; the programs themselves ignore sockets of other
+    // network namespaces.
+    let cgroup_root = cgroup2_root()?;
+    let cgroup = std::fs::File::open(&cgroup_root)
+        .with_context(|| format!("cannot open cgroup {}", cgroup_root.display()))?;
+    for name in [PROG_CONNECT4, PROG_SENDMSG4, PROG_RECVMSG4] {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .with_context(|| format!("eBPF object has no program {name}"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("the kernel rejected program {name}"))?;
+        let id = prog
+            // Links are always multi-attach on cgroups; the flag itself is refused.
+            .attach(&cgroup, CgroupAttachMode::Single)
+            .with_context(|| format!("cannot attach {name} to {}", cgroup_root.display()))?;
+        let link: FdLink = prog.take_link(id)?.try_into()?;
+        link.pin(pins::link_path(bridge, &format!("cgroup-{name}")))
+            .with_context(|| format!("cannot pin the link of {name}"))?;
+    }
     Ok(())
+}
+
+/// Where cgroup v2 is mounted (/sys/fs/cgroup on unified hosts,
+/// /sys/fs/cgroup/unified on hybrid ones).
+fn cgroup2_root() -> Result<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo")?;
+    mounts
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            if !right.starts_with("cgroup2 ") {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(std::path::PathBuf::from)
+        })
+        .context("no cgroup v2 hierarchy is mounted; host access to published ports needs one")
 }
 
 /// Attaches a pinned program to `ifname` as a TCX link pinned under

@@ -10,5 +10,6 @@ pub mod nat;
 pub mod netlink;
 pub mod netns;
 pub mod pins;
+pub mod publish;
 pub mod settings;
 pub mod state;

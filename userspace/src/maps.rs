@@ -6,7 +6,7 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::*,
-    nat::{FragEntry, FragKey, NatEntry, NatKey},
+    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget},
     stats::Counter,
 };
 
@@ -20,6 +20,8 @@ pub struct DatapathMaps {
     pub stats: PerCpuArray<MapData, Counter>,
     pub nat: HashMap<MapData, NatKey, NatEntry>,
     pub frags: HashMap<MapData, FragKey, FragEntry>,
+    pub publish: HashMap<MapData, PublishKey, PublishTarget>,
+    pub node_addrs: HashMap<MapData, [u8; 4], u8>,
 }
 
 fn open(bridge: &str, name: &str) -> Result<Map> {
@@ -40,6 +42,8 @@ impl DatapathMaps {
             stats: open(bridge, MAP_STATS)?.try_into()?,
             nat: open(bridge, MAP_NAT)?.try_into()?,
             frags: open(bridge, MAP_FRAGS)?.try_into()?,
+            publish: open(bridge, MAP_PUBLISH)?.try_into()?,
+            node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
         })
     }
 
@@ -69,4 +73,21 @@ impl DatapathMaps {
 /// True when a datapath for `bridge` has been pinned (by `ebridge up`).
 pub fn is_pinned(bridge: &str) -> bool {
     pins::map_path(bridge, MAP_CONFIG).exists()
+}
+
+impl DatapathMaps {
+    /// Makes `node_addrs` hold exactly `addrs` (the node's IPv4 addresses).
+    pub fn sync_node_addrs(&mut self, addrs: &[std::net::Ipv4Addr]) -> Result<()> {
+        let want: std::collections::HashSet<[u8; 4]> = addrs.iter().map(|a| a.octets()).collect();
+        let have: Vec<[u8; 4]> = self.node_addrs.keys().collect::<Result<_, _>>()?;
+        for a in &have {
+            if !want.contains(a) {
+                let _ = self.node_addrs.remove(a);
+            }
+        }
+        for a in want {
+            self.node_addrs.insert(a, 1, 0)?;
+        }
+        Ok(())
+    }
 }

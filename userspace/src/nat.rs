@@ -79,7 +79,20 @@ struct Pair {
     reply: Option<(NatKey, NatEntry)>,
 }
 
+/// The other entry of a flow. Hairpin flows have two container-side
+/// entries, each naming the other's tuple as its rewrite.
 fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
+    if entry.flags & NAT_F_HAIRPIN != 0 {
+        return NatKey {
+            saddr: entry.daddr,
+            daddr: entry.addr,
+            sport: entry.dport,
+            dport: entry.port,
+            proto: key.proto,
+            dir: DIR_ORIGINAL,
+            _pad: [0; 2],
+        };
+    }
     NatKey {
         saddr: key.daddr,
         daddr: entry.addr,
@@ -97,7 +110,10 @@ fn pairs(maps: &DatapathMaps) -> Result<(Vec<Pair>, Vec<(NatKey, NatEntry)>)> {
     let mut replies = HashMap::new();
     for item in maps.nat.iter() {
         let (key, entry) = item?;
-        if key.dir == DIR_ORIGINAL {
+        // A hairpin flow's back entry (target → gateway) pairs with the
+        // client's entry like a reply does.
+        let back = entry.flags & NAT_F_BACK != 0;
+        if key.dir == DIR_ORIGINAL && !back {
             originals.push((key, entry));
         } else {
             replies.insert(key, entry);
@@ -115,6 +131,35 @@ fn pairs(maps: &DatapathMaps) -> Result<(Vec<Pair>, Vec<(NatKey, NatEntry)>)> {
     Ok((out, replies.into_iter().collect()))
 }
 
+/// TCP state of a flow. The datapath keeps it in the original entry; a
+/// hairpin flow's two sides each track what their container sent, so they
+/// are combined here.
+fn flow_state(original: &NatEntry, reply: Option<&NatEntry>) -> (u8, u8) {
+    let Some(back) = reply.filter(|_| original.flags & NAT_F_HAIRPIN != 0) else {
+        return (original.state, original.flags);
+    };
+    let mut flags = original.flags | back.flags;
+    if back.flags & NAT_F_FIN_ORIGINAL != 0 {
+        flags |= NAT_F_FIN_REPLY;
+    }
+    if back.packets > 0 {
+        flags |= NAT_F_REPLIED;
+    }
+    let fin_both = original.flags & NAT_F_FIN_ORIGINAL != 0 && back.flags & NAT_F_FIN_ORIGINAL != 0;
+    let state = if original.state == CT_CLOSED || back.state == CT_CLOSED {
+        CT_CLOSED
+    } else if fin_both {
+        CT_CLOSING
+    } else if flags & (NAT_F_FIN_ORIGINAL | NAT_F_FIN_REPLY) != 0 {
+        CT_FIN_WAIT
+    } else if back.packets > 0 && original.packets > 1 {
+        CT_ESTABLISHED
+    } else {
+        original.state
+    };
+    (state, flags)
+}
+
 fn port(raw: u16) -> u16 {
     u16::from_be(raw)
 }
@@ -125,6 +170,7 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
         .into_iter()
         .map(|p| {
             let (k, e) = p.original;
+            let (state, flags) = flow_state(&e, p.reply.as_ref().map(|(_, r)| r));
             let (rp, rb, rseen) = p
                 .reply
                 .map(|(_, r)| (r.packets, r.bytes, r.last_seen_ns))
@@ -132,7 +178,7 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
             let last = e.last_seen_ns.max(rseen);
             FlowView {
                 proto: proto_label(k.proto),
-                state: state_label(k.proto, e.state, e.flags),
+                state: state_label(k.proto, state, flags),
                 src: Ipv4Addr::from(k.saddr),
                 dst: Ipv4Addr::from(k.daddr),
                 sport: port(k.sport),
@@ -175,7 +221,8 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
         let last = p.reply.as_ref().map_or(entry.last_seen_ns, |(_, r)| {
             r.last_seen_ns.max(entry.last_seen_ns)
         });
-        let timeout = timeouts.for_flow(key.proto, entry.state, entry.flags);
+        let (state, flags) = flow_state(&entry, p.reply.as_ref().map(|(_, r)| r));
+        let timeout = timeouts.for_flow(key.proto, state, flags);
         if now_ns.saturating_sub(last) > timeout.as_nanos() as u64 {
             let _ = maps.nat.remove(&key);
             if let Some((rkey, _)) = p.reply {
@@ -195,26 +242,21 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
     Ok(report)
 }
 
-/// Removes every flow of the container at `addr` (its endpoint is going).
+/// Removes every entry that names the container at `addr` on either side
+/// (its endpoint is going): masqueraded, inbound and hairpin flows alike.
 pub fn forget_endpoint(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
-    let (pairs, orphans) = pairs(maps)?;
-    let mut removed = 0;
-    for p in pairs {
-        if Ipv4Addr::from(p.original.0.saddr) != addr {
-            continue;
-        }
-        if let Some((rkey, _)) = p.reply {
-            let _ = maps.nat.remove(&rkey);
-        }
-        let _ = maps.nat.remove(&p.original.0);
-        removed += 1;
-    }
-    for (key, entry) in orphans {
-        if Ipv4Addr::from(entry.addr) == addr {
-            let _ = maps.nat.remove(&key);
+    let addr = addr.octets();
+    let mut doomed = Vec::new();
+    for item in maps.nat.iter() {
+        let (key, entry) = item?;
+        if [key.saddr, key.daddr, entry.addr, entry.daddr].contains(&addr) {
+            doomed.push(key);
         }
     }
-    Ok(removed)
+    for key in &doomed {
+        let _ = maps.nat.remove(key);
+    }
+    Ok(doomed.len())
 }
 
 #[cfg(test)]

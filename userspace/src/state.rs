@@ -21,6 +21,9 @@ pub struct EndpointRecord {
     pub ifname: String,
     pub ipv4: Ipv4Addr,
     pub mac: String,
+    /// Published ports, in `publish::PublishSpec::canonical` form.
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -12,13 +12,14 @@ use crate::{
     datapath,
     maps::DatapathMaps,
     nat::{self, Timeouts},
+    netlink::Netlink,
 };
 
 const TICK: Duration = Duration::from_millis(250);
 
 pub async fn run(args: AgentArgs) -> Result<()> {
     let bridge = args.bridge.bridge.clone();
-    let (mut maps, _nl) = open_live_bridge(&bridge).await?;
+    let (mut maps, nl) = open_live_bridge(&bridge).await?;
     let timeouts = timeouts(&args);
     // The datapath's aya-log lines (rare events only) become ours.
     let mut logger = datapath::program_id(&bridge, PROG_ENDPOINT)
@@ -45,7 +46,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         }
         if last_gc.elapsed() >= gc_every {
             last_gc = Instant::now();
-            housekeeping(&mut maps, &timeouts)?;
+            housekeeping(&mut maps, &nl, &timeouts).await?;
         }
         if args
             .run_for
@@ -72,7 +73,15 @@ fn timeouts(args: &AgentArgs) -> Timeouts {
     }
 }
 
-fn housekeeping(maps: &mut DatapathMaps, timeouts: &Timeouts) -> Result<()> {
+async fn housekeeping(maps: &mut DatapathMaps, nl: &Netlink, timeouts: &Timeouts) -> Result<()> {
+    // Addresses come and go; "published on every address" follows them.
+    let addrs: Vec<std::net::Ipv4Addr> = nl
+        .ipv4_addresses()
+        .await?
+        .iter()
+        .map(|a| a.net.addr())
+        .collect();
+    maps.sync_node_addrs(&addrs)?;
     let now = monotonic_ns();
     let report = nat::gc(maps, timeouts, now)?;
     if report.expired > 0 || report.orphans > 0 {

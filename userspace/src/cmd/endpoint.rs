@@ -21,13 +21,16 @@ use crate::{
     ipam,
     maps::DatapathMaps,
     netlink::{Link, Netlink},
-    netns, settings,
+    netns,
+    publish::PublishSpec,
+    settings,
     state::{self, EndpointRecord},
 };
 
 /// Everything decided before anything is made.
 struct Plan {
     record: EndpointRecord,
+    publish: Vec<PublishSpec>,
     mac: [u8; 6],
     prefix_len: u8,
     gateway: Ipv4Addr,
@@ -65,6 +68,9 @@ pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
         plan.prefix_len,
         r.mac
     );
+    for spec in &plan.publish {
+        println!("  published {spec}");
+    }
     st.endpoints.push(plan.record);
     state::save(bridge, &st)
 }
@@ -144,6 +150,7 @@ async fn plan(
             ipam::format_mac(&mac)
         )));
     }
+    let publish = super::publish::validate(&args.publish, st)?;
     let host_veth = free_veth_name(bridge, &args.name, nl).await?;
     Ok(Plan {
         record: EndpointRecord {
@@ -154,7 +161,9 @@ async fn plan(
             ifname: args.ifname.clone(),
             ipv4,
             mac: ipam::format_mac(&mac),
+            publish: publish.iter().map(|p| p.canonical()).collect(),
         },
+        publish,
         mac,
         prefix_len: subnet.prefix_len(),
         gateway,
@@ -192,6 +201,9 @@ async fn make(
         .await?;
     let result = wire(bridge, plan, cfg, maps, nl, &veth).await;
     if result.is_err() {
+        for spec in &plan.publish {
+            super::publish::uninstall(maps, spec);
+        }
         let _ = datapath::detach_endpoint(bridge, &r.host_veth);
         forget(maps, veth.index, r.ipv4, plan.mac, veth.mac);
         // Deleting one end removes the peer inside the netns too.
@@ -226,6 +238,9 @@ async fn wire(
             last_seen_ns: 0,
         };
         maps.fdb.insert(MacAddr { octets: host_mac }, local, 0)?;
+    }
+    for spec in &plan.publish {
+        super::publish::install(maps, r, veth.index, spec)?;
     }
     datapath::attach_endpoint(bridge, &r.host_veth)?;
     // Enslave last: until the program is attached, the port carries nothing.
@@ -309,6 +324,13 @@ pub async fn remove_endpoint(
     maps: &mut DatapathMaps,
     nl: &Netlink,
 ) -> Result<()> {
+    for spec in record
+        .publish
+        .iter()
+        .filter_map(|p| crate::publish::parse(p).ok())
+    {
+        super::publish::uninstall(maps, &spec);
+    }
     datapath::detach_endpoint(bridge, &record.host_veth)?;
     crate::nat::forget_endpoint(maps, record.ipv4)?;
     let mac = ipam::parse_mac(&record.mac).ok();

@@ -1,13 +1,14 @@
 mod agent;
 mod down;
 mod endpoint;
+mod publish;
 mod show;
 mod up;
 
 use anyhow::Result;
 
 use crate::{
-    cli::{Cli, Command, EndpointCommand},
+    cli::{Cli, Command, EndpointCommand, PublishCommand},
     error::{require_root, usage},
     maps::{self, DatapathMaps},
     netlink::Netlink,
@@ -26,6 +27,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Show { what, bridge } => show::run(&bridge.bridge, what).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Publish { command, bridge } => match command {
+            PublishCommand::Add { name, spec } => publish::add(&bridge.bridge, &name, &spec).await,
+            PublishCommand::Rm { name, spec } => publish::rm(&bridge.bridge, &name, &spec).await,
+            PublishCommand::Ls { json } => publish::ls(&bridge.bridge, json).await,
+        },
     }
 }
 

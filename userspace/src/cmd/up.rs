@@ -230,6 +230,7 @@ async fn bring_up_datapath(
         nat_port_max: plan.nat_ports.1,
         bridge_mac: bridge.mac.unwrap_or_default(),
         _pad: [0; 2],
+        netns_cookie: netns::current_cookie()?,
     };
     datapath::load_and_pin(&plan.bridge, &cfg, plan.nat_entries, &uplink.name)?;
     if let Some(mac) = bridge.mac {
@@ -241,6 +242,13 @@ async fn bring_up_datapath(
         };
         maps.fdb.insert(MacAddr { octets: mac }, local, 0)?;
     }
+    let addrs: Vec<Ipv4Addr> = nl
+        .ipv4_addresses()
+        .await?
+        .iter()
+        .map(|a| a.net.addr())
+        .collect();
+    DatapathMaps::open(&plan.bridge)?.sync_node_addrs(&addrs)?;
     Ok(())
 }
 

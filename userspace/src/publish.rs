@@ -1,0 +1,344 @@
+//! `-p [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp]`, as `docker run -p`
+//! takes it, and the checks that keep two publishes (or a publish and a
+//! node process) off the same port.
+use std::{fmt, net::Ipv4Addr};
+
+use anyhow::Result;
+use ebridge_common::nat::{IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::error::usage;
+
+const ACCEPTED: &str = "expected [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp], e.g. 8080:80 or 127.0.0.1:9000-9009:9000-9009/udp";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishSpec {
+    /// None: every IPv4 address of the node.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_first: u16,
+    pub ctr_first: u16,
+    /// Ports in the range (1 for a single port).
+    pub count: u16,
+    pub proto: u8,
+}
+
+impl PublishSpec {
+    /// (host port, container port) pairs.
+    pub fn ports(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (0..self.count).map(|i| (self.host_first + i, self.ctr_first + i))
+    }
+
+    pub fn proto_name(&self) -> &'static str {
+        if self.proto == IPPROTO_UDP {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+
+    /// The form `parse` reads back (kept in the state file).
+    pub fn canonical(&self) -> String {
+        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let range = |first: u16| {
+            if self.count == 1 {
+                first.to_string()
+            } else {
+                format!("{first}-{}", first + (self.count - 1))
+            }
+        };
+        format!(
+            "{ip}:{}:{}/{}",
+            range(self.host_first),
+            range(self.ctr_first),
+            self.proto_name()
+        )
+    }
+
+    /// Same protocol, overlapping host ports, and addresses that meet
+    /// (equal, or either one "every address").
+    pub fn overlaps(&self, other: &PublishSpec) -> bool {
+        let addrs_meet = match (self.host_ip, other.host_ip) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        let (a0, a1) = (
+            u32::from(self.host_first),
+            u32::from(self.host_first) + u32::from(self.count),
+        );
+        let (b0, b1) = (
+            u32::from(other.host_first),
+            u32::from(other.host_first) + u32::from(other.count),
+        );
+        self.proto == other.proto && addrs_meet && a0 < b1 && b0 < a1
+    }
+}
+
+impl fmt::Display for PublishSpec {
+    /// `docker ps` style: 0.0.0.0:8080->80/tcp.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let range = |first: u16| {
+            if self.count == 1 {
+                first.to_string()
+            } else {
+                format!("{first}-{}", first + (self.count - 1))
+            }
+        };
+        write!(
+            f,
+            "{ip}:{}->{}/{}",
+            range(self.host_first),
+            range(self.ctr_first),
+            self.proto_name()
+        )
+    }
+}
+
+fn port_range(spec: &str, text: &str) -> Result<(u16, u16)> {
+    let one = |p: &str| -> Result<u16> {
+        let n: u32 = p.parse().map_err(|_| {
+            usage(format!(
+                "port '{p}' in '{spec}' is not a number; {ACCEPTED}"
+            ))
+        })?;
+        if !(1..=65535).contains(&n) {
+            return Err(usage(format!(
+                "port {n} in '{spec}' is out of range; ports are 1 to 65535"
+            )));
+        }
+        Ok(n as u16)
+    };
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if a > b {
+                return Err(usage(format!(
+                    "port range {text} in '{spec}' is reversed; write it as LOW-HIGH"
+                )));
+            }
+            Ok((a, b))
+        }
+        None => {
+            let p = one(text)?;
+            Ok((p, p))
+        }
+    }
+}
+
+pub fn parse(spec: &str) -> Result<PublishSpec> {
+    let (body, proto) = match spec.rsplit_once('/') {
+        Some((body, "tcp")) => (body, IPPROTO_TCP),
+        Some((body, "udp")) => (body, IPPROTO_UDP),
+        Some((_, other)) => {
+            return Err(usage(format!(
+                "protocol '{other}' in '{spec}' is not supported; use tcp or udp"
+            )))
+        }
+        None => (spec, IPPROTO_TCP),
+    };
+    let parts: Vec<&str> = body.split(':').collect();
+    let (host_ip, host, ctr) = match parts.as_slice() {
+        [host, ctr] => (None, *host, *ctr),
+        [ip, host, ctr] => {
+            let ip: Ipv4Addr = ip.parse().map_err(|_| {
+                usage(format!(
+                    "host IP '{ip}' in '{spec}' is not an IPv4 address; {ACCEPTED}"
+                ))
+            })?;
+            (
+                if ip.is_unspecified() { None } else { Some(ip) },
+                *host,
+                *ctr,
+            )
+        }
+        _ => return Err(usage(format!("'{spec}' is not a port publish; {ACCEPTED}"))),
+    };
+    if host.is_empty() || ctr.is_empty() {
+        return Err(usage(format!(
+            "'{spec}' names no host or container port; {ACCEPTED}"
+        )));
+    }
+    let (h0, h1) = port_range(spec, host)?;
+    let (c0, c1) = port_range(spec, ctr)?;
+    if h1 - h0 != c1 - c0 {
+        return Err(usage(format!(
+            "'{spec}' maps {} host ports to {} container ports; the ranges must be the same length",
+            h1 - h0 + 1,
+            c1 - c0 + 1
+        )));
+    }
+    Ok(PublishSpec {
+        host_ip,
+        host_first: h0,
+        ctr_first: c0,
+        count: h1 - h0 + 1,
+        proto,
+    })
+}
+
+/// Specs of one request must not overlap each other.
+pub fn check_disjoint(specs: &[PublishSpec]) -> Result<()> {
+    for (i, a) in specs.iter().enumerate() {
+        for b in &specs[i + 1..] {
+            if a.overlaps(b) {
+                return Err(usage(format!(
+                    "published ports {a} and {b} overlap; publish each host port once"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A socket of the node listening on (or, for UDP, bound to) a port.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub proto: u8,
+    /// None: every address (0.0.0.0 or ::).
+    pub addr: Option<Ipv4Addr>,
+    pub port: u16,
+}
+
+/// Listening TCP and bound UDP sockets of this network namespace, from
+/// /proc/net/{tcp,udp}{,6}.
+pub fn node_listeners() -> Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    for (file, proto, listen_state) in [
+        ("/proc/net/tcp", IPPROTO_TCP, "0A"),
+        ("/proc/net/tcp6", IPPROTO_TCP, "0A"),
+        ("/proc/net/udp", IPPROTO_UDP, "07"),
+        ("/proc/net/udp6", IPPROTO_UDP, "07"),
+    ] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        out.extend(parse_proc_net(&text, proto, listen_state));
+    }
+    Ok(out)
+}
+
+fn parse_proc_net(text: &str, proto: u8, listen_state: &str) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+            continue;
+        };
+        if *state != listen_state {
+            continue;
+        }
+        let Some((addr, port)) = local.split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port, 16) else {
+            continue;
+        };
+        let addr = match addr.len() {
+            // IPv4 in host byte order (little-endian here).
+            8 => u32::from_str_radix(addr, 16)
+                .ok()
+                .map(|a| Ipv4Addr::from(a.to_ne_bytes())),
+            _ if addr.chars().all(|c| c == '0') => None,
+            // A specific IPv6 address cannot take IPv4 traffic.
+            _ => continue,
+        };
+        let addr = addr.filter(|a| !a.is_unspecified());
+        out.push(Listener { proto, addr, port });
+    }
+    out
+}
+
+/// Whether a node socket already holds one of the spec's host ports.
+pub fn clashing_listener<'a>(
+    spec: &PublishSpec,
+    listeners: &'a [Listener],
+) -> Option<&'a Listener> {
+    listeners.iter().find(|l| {
+        l.proto == spec.proto
+            && spec.ports().any(|(h, _)| h == l.port)
+            && match (spec.host_ip, l.addr) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(spec: &str) -> String {
+        parse(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn docker_forms() {
+        let p = parse("8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_first, p.ctr_first, p.count, p.proto),
+            (None, 8080, 80, 1, IPPROTO_TCP)
+        );
+        assert_eq!(p.to_string(), "0.0.0.0:8080->80/tcp");
+        let p = parse("198.51.100.1:8081:80").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        let p = parse("9000-9009:9000-9009/udp").unwrap();
+        assert_eq!((p.count, p.proto), (10, IPPROTO_UDP));
+        assert_eq!(p.ports().last(), Some((9009, 9009)));
+        assert_eq!(p.to_string(), "0.0.0.0:9000-9009->9000-9009/udp");
+        assert_eq!(parse(&p.canonical()).unwrap(), p);
+        assert_eq!(parse("0.0.0.0:53:53/udp").unwrap().host_ip, None);
+    }
+
+    #[test]
+    fn malformed_specs() {
+        assert!(err("70000:80").contains("port 70000 in '70000:80' is out of range"));
+        assert!(err("abc").contains("'abc' is not a port publish"));
+        assert!(err("80:80/sctp").contains("protocol 'sctp'"));
+        assert!(err("9000-9009:9000-9008").contains("10 host ports to 9 container ports"));
+        assert!(err("9009-9000:80").contains("reversed"));
+        assert!(err("1.2.3:80:80").contains("host IP '1.2.3'"));
+        assert!(err(":80").contains("names no host or container port"));
+        assert!(err("0:80").contains("out of range"));
+    }
+
+    #[test]
+    fn overlaps() {
+        let a = parse("8080:80").unwrap();
+        let b = parse("127.0.0.1:8080:81").unwrap();
+        let c = parse("8080:80/udp").unwrap();
+        let d = parse("8075-8085:8075-8085").unwrap();
+        assert!(a.overlaps(&b) && a.overlaps(&d) && !a.overlaps(&c));
+        assert!(check_disjoint(&[a, c]).is_ok());
+        assert!(check_disjoint(&[a, d])
+            .unwrap_err()
+            .to_string()
+            .contains("overlap"));
+        let e = parse("127.0.0.1:8080:80").unwrap();
+        let f = parse("198.51.100.1:8080:80").unwrap();
+        assert!(!e.overlaps(&f));
+    }
+
+    #[test]
+    fn proc_net_listeners() {
+        let tcp = "  sl  local_address rem_address   st\n\
+                   0: 0100007F:1F90 00000000:0000 0A 0\n\
+                   1: 00000000:0016 00000000:0000 0A 0\n\
+                   2: 0100007F:A000 0100007F:1F90 01 0\n";
+        let l = parse_proc_net(tcp, IPPROTO_TCP, "0A");
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l[0],
+            Listener {
+                proto: IPPROTO_TCP,
+                addr: Some(Ipv4Addr::LOCALHOST),
+                port: 8080
+            }
+        );
+        assert_eq!(l[1].addr, None);
+        let spec = parse("8080:80").unwrap();
+        assert!(clashing_listener(&spec, &l).is_some());
+        let spec = parse("198.51.100.1:8080:80").unwrap();
+        assert!(clashing_listener(&spec, &l).is_none());
+        let spec = parse("22:22/udp").unwrap();
+        assert!(clashing_listener(&spec, &l).is_none());
+    }
+}

@@ -155,5 +155,5 @@ pub fn deliver(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, to: &Delivery, re
         return drop(ctx, DROP_REDIRECT_FAILED);
     }
     count(ctx, reason);
-    TC_ACT_REDIRECT as i32
+    TC_ACT_REDIRECT
 }

@@ -18,7 +18,7 @@ use crate::{
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     packet::ensure_linear(&ctx);
     let Some(cfg) = CONFIG.get(0) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let Ok(eth) = packet::eth(&ctx) else {
         return pass(&ctx, PASS_UPLINK_HOST);
@@ -35,22 +35,22 @@ pub fn uplink_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
     let Some(cfg) = CONFIG.get(0) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     if cfg.flags & CONFIG_F_MASQUERADE == 0 {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     let Ok(eth) = packet::eth(&ctx) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     if packet::ether_type(eth) != ETH_P_IPV4 {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     let Ok(ip) = packet::ipv4(&ctx) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     if ipv4::in_subnet(unsafe { &(*ip).src_addr }, cfg) {
         return drop(&ctx, DROP_LEAK);
     }
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }

@@ -105,7 +105,10 @@ fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
 }
 
 /// Reads the whole table once and pairs original with reply entries.
-fn pairs(maps: &DatapathMaps) -> Result<(Vec<Pair>, Vec<(NatKey, NatEntry)>)> {
+/// Both entries of every flow, and entries whose partner is gone.
+type Paired = (Vec<Pair>, Vec<(NatKey, NatEntry)>);
+
+fn pairs(maps: &DatapathMaps) -> Result<Paired> {
     let mut originals = Vec::new();
     let mut replies = HashMap::new();
     for item in maps.nat.iter() {
@@ -194,7 +197,7 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
             }
         })
         .collect();
-    flows.sort_by(|a, b| (a.src, a.sport, a.dst, a.dport).cmp(&(b.src, b.sport, b.dst, b.dport)));
+    flows.sort_by_key(|f| (f.src, f.sport, f.dst, f.dport));
     Ok(flows)
 }
 

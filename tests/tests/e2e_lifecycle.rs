@@ -160,3 +160,25 @@ fn two_bridges_in_two_namespaces_are_separate() {
         stderr(&out)
     );
 }
+
+#[test]
+fn pinned_maps_dump_with_field_names() {
+    let lab = Lab::up(&[]);
+    let a = lab.endpoint("a", &[]);
+    lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+    let dir = format!("/sys/fs/bpf/ebridge/{}", lab.bridge);
+    // BTF lets bpftool print typed keys and values, not hex.
+    for (map, fields) in [
+        ("endpoints", &["\"ipv4\"", "\"mac\"", "\"host_ifindex\""][..]),
+        ("fdb", &["\"octets\"", "\"last_seen_ns\""][..]),
+        ("config", &["\"gateway_ipv4\"", "\"fdb_ageing_ns\"", "\"uplink_ipv4\""][..]),
+        ("stats", &["\"packets\"", "\"bytes\""][..]),
+    ] {
+        let out = run("bpftool", &["map", "dump", "pinned", &format!("{dir}/{map}")]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{map}: {}", stderr(&out));
+        for f in fields {
+            assert!(text.contains(f), "{map} dump lacks {f}: {text}");
+        }
+    }
+}

@@ -30,6 +30,7 @@ pub const PINNED_MAPS: [&str; 10] = [
 pub const PROG_ENDPOINT: &str = "endpoint_ingress";
 pub const PROG_UPLINK_INGRESS: &str = "uplink_ingress";
 pub const PROG_UPLINK_EGRESS: &str = "uplink_egress";
+pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
 pub const PROG_CONNECT4: &str = "host_connect4";
 pub const PROG_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_RECVMSG4: &str = "host_recvmsg4";

@@ -101,6 +101,13 @@ reasons! {
     DROP_NOT_PUBLISHED = 33, "drop-not-published", Drop;
     /// A published-port flow whose return tuple is already taken.
     DROP_NAT_CONFLICT = 34, "drop-nat-conflict", Drop;
+    /// Reply to a masqueraded (or published-port) flow, un-NATed by the
+    /// uplink's XDP program and redirected into the container's host veth.
+    FWD_XDP_REVNAT = 35, "xdp-revnat-in", Redirect;
+    /// Not the XDP program's common case (no flow, first packet of a
+    /// published port, ICMP error, fragment, TTL expiring, not IPv4):
+    /// handed on to the uplink's TC program, which counts it again.
+    PASS_XDP_TO_TC = 36, "xdp-pass-to-tc", Pass;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

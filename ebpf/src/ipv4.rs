@@ -10,7 +10,7 @@ use ebridge_common::{
     stats::*,
 };
 
-use crate::packet::{self, ETH_LEN};
+use crate::packet::{self, Frame, ETH_LEN};
 
 pub const IP_TTL_OFF: usize = ETH_LEN + 8;
 pub const IP_CSUM_OFF: usize = ETH_LEN + 10;
@@ -37,13 +37,16 @@ pub struct Ipv4 {
     /// Raw (network order) identification field.
     pub id: u16,
     pub frag: Frag,
+    /// Offset just past the IPv4 payload (total length), where trailing
+    /// padding starts: no header may be read beyond it.
+    pub end: usize,
 }
 
 /// Parses the IPv4 header after Ethernet, rejecting what no host would
 /// accept: a version other than 4, IHL < 5, a total length shorter than the
 /// header or longer than the frame.
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Ipv4, u32> {
+pub fn parse(ctx: &impl Frame) -> Result<Ipv4, u32> {
     let ip = packet::ipv4(ctx).map_err(|_| DROP_TRUNCATED)?;
     let ip = unsafe { &*ip };
     if ip.vihl >> 4 != 4 {
@@ -54,7 +57,7 @@ pub fn parse(ctx: &TcContext) -> Result<Ipv4, u32> {
         return Err(DROP_MALFORMED_IP);
     }
     let tot_len = u16::from_be_bytes(ip.tot_len) as usize;
-    if tot_len < ihl || tot_len + ETH_LEN > ctx.len() as usize {
+    if tot_len < ihl || tot_len + ETH_LEN > ctx.frame_len() as usize {
         return Err(DROP_MALFORMED_IP);
     }
     let frags = u16::from_be_bytes(ip.frags);
@@ -74,6 +77,7 @@ pub fn parse(ctx: &TcContext) -> Result<Ipv4, u32> {
         daddr: ip.dst_addr,
         id: u16::from_ne_bytes(ip.id),
         frag,
+        end: ETH_LEN + tot_len,
     })
 }
 

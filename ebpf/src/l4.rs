@@ -1,12 +1,14 @@
 //! The transport identifiers NAT keys on: TCP/UDP ports, the ICMP echo
 //! identifier.
-use aya_ebpf::programs::TcContext;
 use ebridge_common::{
     nat::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
     stats::*,
 };
 
-use crate::{ipv4::Ipv4, packet::header_at};
+use crate::{
+    ipv4::Ipv4,
+    packet::{header_at, Frame},
+};
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
@@ -19,13 +21,16 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
+/// The whole UDP header: NAT rewrites its checksum, so it must all be there.
 #[repr(C)]
-struct Ports {
+struct UdpHead {
     src: u16,
     dst: u16,
+    len: u16,
+    csum: u16,
 }
 
-/// The first 14 bytes of TCP: enough for the flags.
+/// The fixed 20 bytes of TCP, up to and including the checksum NAT rewrites.
 #[repr(C)]
 struct TcpHead {
     src: u16,
@@ -34,6 +39,9 @@ struct TcpHead {
     ack: u32,
     off: u8,
     flags: u8,
+    win: u16,
+    csum: u16,
+    urg: u16,
 }
 
 #[repr(C)]
@@ -53,6 +61,8 @@ pub struct L4 {
     pub sport_off: usize,
     pub dport_off: usize,
     pub tcp_flags: u8,
+    /// An ICMP echo reply (the identifier is the destination "port").
+    pub echo_reply: bool,
 }
 
 #[inline(always)]
@@ -61,7 +71,7 @@ pub fn is_icmp_error(ty: u8) -> bool {
 }
 
 #[inline(always)]
-pub fn icmp_type(ctx: &TcContext, ip: &Ipv4) -> Result<u8, u32> {
+pub fn icmp_type(ctx: &impl Frame, ip: &Ipv4) -> Result<u8, u32> {
     let icmp = header_at::<IcmpHead>(ctx, ip.l4_off).map_err(|_| DROP_TRUNCATED)?;
     Ok(unsafe { (*icmp).ty })
 }
@@ -70,8 +80,18 @@ pub fn icmp_type(ctx: &TcContext, ip: &Ipv4) -> Result<u8, u32> {
 /// a request and the destination "port" of a reply, so both directions key
 /// the same way; the other "port" is zero and `*_off` point at the id.
 #[inline(always)]
-pub fn parse(ctx: &TcContext, ip: &Ipv4) -> Result<L4, u32> {
+pub fn parse(ctx: &impl Frame, ip: &Ipv4) -> Result<L4, u32> {
     let off = ip.l4_off;
+    // The header must lie within the IPv4 total length, not merely within
+    // the frame (trailing bytes are padding, not transport header).
+    let need = match ip.proto {
+        IPPROTO_TCP => core::mem::size_of::<TcpHead>(),
+        IPPROTO_UDP => core::mem::size_of::<UdpHead>(),
+        _ => core::mem::size_of::<IcmpHead>(),
+    };
+    if off + need > ip.end {
+        return Err(DROP_TRUNCATED);
+    }
     match ip.proto {
         IPPROTO_TCP => {
             let tcp = header_at::<TcpHead>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
@@ -82,10 +102,11 @@ pub fn parse(ctx: &TcContext, ip: &Ipv4) -> Result<L4, u32> {
                 sport_off: off,
                 dport_off: off + 2,
                 tcp_flags: tcp.flags,
+                echo_reply: false,
             })
         }
         IPPROTO_UDP => {
-            let udp = header_at::<Ports>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
+            let udp = header_at::<UdpHead>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
             let udp = unsafe { &*udp };
             Ok(L4 {
                 sport: udp.src,
@@ -93,6 +114,7 @@ pub fn parse(ctx: &TcContext, ip: &Ipv4) -> Result<L4, u32> {
                 sport_off: off,
                 dport_off: off + 2,
                 tcp_flags: 0,
+                echo_reply: false,
             })
         }
         IPPROTO_ICMP => {
@@ -105,6 +127,7 @@ pub fn parse(ctx: &TcContext, ip: &Ipv4) -> Result<L4, u32> {
                     sport_off: off + 4,
                     dport_off: off + 4,
                     tcp_flags: 0,
+                    echo_reply: false,
                 }),
                 ICMP_ECHO_REPLY => Ok(L4 {
                     sport: 0,
@@ -112,6 +135,7 @@ pub fn parse(ctx: &TcContext, ip: &Ipv4) -> Result<L4, u32> {
                     sport_off: off + 4,
                     dport_off: off + 4,
                     tcp_flags: 0,
+                    echo_reply: true,
                 }),
                 _ => Err(DROP_NAT_UNSUPPORTED),
             }

@@ -6,6 +6,7 @@
 
 mod antispoof;
 mod conntrack;
+mod csum;
 mod endpoint;
 mod fdb;
 mod fib;
@@ -20,6 +21,7 @@ mod publish;
 mod revnat;
 mod stats;
 mod uplink;
+mod uplink_xdp;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -41,29 +41,92 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
     if !to_gateway && ip.ttl <= 1 {
         return pass(ctx, PASS_TTL_EXPIRING);
     }
-    if ip.frag == Frag::Later {
-        if to_gateway {
-            return pass(ctx, PASS_TO_HOST);
+    let icmp_error =
+        ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error);
+    // Known flows first: replies of published ports are un-DNATed whether or
+    // not masquerade is on.
+    let ports = if ip.frag == Frag::Later || icmp_error {
+        Err(DROP_NAT_UNSUPPORTED)
+    } else {
+        l4::parse(ctx, &ip)
+    };
+    if let Ok(ports) = &ports {
+        let flow = Flow {
+            proto: ip.proto,
+            saddr: ip.saddr,
+            daddr: ip.daddr,
+            sport: ports.sport,
+            dport: ports.dport,
+        };
+        if let Some(entry) = conntrack::from_container(&flow, now, ports.tcp_flags, ctx.len()) {
+            let entry = unsafe { *entry };
+            if entry.flags & NAT_F_HAIRPIN != 0 {
+                return turn_around(ctx, cfg, &ip, ports, &entry);
+            }
+            return send_out(ctx, cfg, &ip, None, rewrite_source(ctx, &ip, ports, &entry));
         }
-        return send_out(ctx, cfg, &ip, later_fragment(ctx, &ip));
     }
-    if ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error) {
-        if to_gateway {
-            return pass(ctx, PASS_TO_HOST);
+    if to_gateway {
+        return pass(ctx, PASS_TO_HOST);
+    }
+    let route = fib::lookup(ctx, &ip, cfg.bridge_ifindex);
+    match route {
+        Route::Local => {
+            return match &ports {
+                Ok(ports) => to_node(ctx, cfg, ep, &ip, ports, now),
+                Err(_) => pass(ctx, PASS_TO_HOST),
+            }
         }
-        return send_out(
-            ctx,
-            cfg,
-            &ip,
-            icmp_error::from_container(ctx, cfg, &ip).map(|_| FWD_SNAT_ICMP_ERROR),
-        );
+        Route::Slow => return pass(ctx, PASS_FIB_SLOW_PATH),
+        Route::Out { ifindex, .. } | Route::OutNoNeigh { ifindex, .. }
+            if ifindex != cfg.uplink_ifindex =>
+        {
+            return pass(ctx, PASS_ROUTED);
+        }
+        _ if cfg.flags & CONFIG_F_MASQUERADE == 0 => return pass(ctx, PASS_ROUTED),
+        _ => {}
     }
-    let ports = match l4::parse(ctx, &ip) {
-        Ok(ports) => ports,
-        // Anything but TCP/UDP/echo to the node is the node's; going out it
-        // cannot be masqueraded and must not leak.
-        Err(_) if to_gateway => return pass(ctx, PASS_TO_HOST),
-        Err(reason) => return drop(ctx, reason),
+    // Leaving by the uplink with masquerade on: translated, or dropped —
+    // never passed on with a container address.
+    let translated = if ip.frag == Frag::Later {
+        later_fragment(ctx, &ip)
+    } else if icmp_error {
+        icmp_error::from_container(ctx, cfg, &ip).map(|_| FWD_SNAT_ICMP_ERROR)
+    } else {
+        match ports {
+            // A container answering a ping from outside has no flow to be
+            // translated by: nothing outside could have reached it.
+            Ok(ports) if ports.echo_reply => Err(DROP_NAT_UNSUPPORTED),
+            Ok(ports) => {
+                let flow = Flow {
+                    proto: ip.proto,
+                    saddr: ip.saddr,
+                    daddr: ip.daddr,
+                    sport: ports.sport,
+                    dport: ports.dport,
+                };
+                conntrack::masquerade(&flow, ep, cfg, now, ports.tcp_flags, ctx.len())
+                    .and_then(|entry| rewrite_source(ctx, &ip, &ports, unsafe { &*entry }))
+            }
+            Err(reason) => Err(reason),
+        }
+    };
+    send_out(ctx, cfg, &ip, Some(route), translated)
+}
+
+/// A new flow to one of the node's addresses: a published port is turned
+/// around to its container (hairpin); anything else is the node's.
+#[inline(always)]
+fn to_node(
+    ctx: &TcContext,
+    cfg: &BridgeConfig,
+    ep: &Endpoint,
+    ip: &Ipv4,
+    ports: &L4,
+    now: u64,
+) -> i32 {
+    let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
+        return pass(ctx, PASS_TO_HOST);
     };
     let flow = Flow {
         proto: ip.proto,
@@ -72,53 +135,9 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
         sport: ports.sport,
         dport: ports.dport,
     };
-    if let Some(entry) = conntrack::from_container(&flow, now, ports.tcp_flags, ctx.len()) {
-        let entry = unsafe { *entry };
-        if entry.flags & NAT_F_HAIRPIN != 0 {
-            return turn_around(ctx, cfg, &ip, &ports, &entry);
-        }
-        return send_out(ctx, cfg, &ip, rewrite_source(ctx, &ip, &ports, &entry));
-    }
-    if to_gateway {
-        return pass(ctx, PASS_TO_HOST);
-    }
-    new_flow(ctx, cfg, ep, &ip, &ports, &flow, now)
-}
-
-/// First packet of a flow: to the node (a published port, or the node's
-/// own business), or out of the uplink (masqueraded), or routed elsewhere.
-#[inline(always)]
-fn new_flow(
-    ctx: &TcContext,
-    cfg: &BridgeConfig,
-    ep: &Endpoint,
-    ip: &Ipv4,
-    ports: &L4,
-    flow: &Flow,
-    now: u64,
-) -> i32 {
-    match fib::lookup(ctx, ip, cfg.bridge_ifindex) {
-        Route::Local => {
-            let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
-                return pass(ctx, PASS_TO_HOST);
-            };
-            match conntrack::hairpin(flow, ep, &target, cfg, now, ports.tcp_flags, ctx.len()) {
-                Ok(entry) => turn_around(ctx, cfg, ip, ports, unsafe { &*entry }),
-                Err(reason) => drop(ctx, reason),
-            }
-        }
-        Route::Slow => pass(ctx, PASS_FIB_SLOW_PATH),
-        Route::Out { ifindex, .. } | Route::OutNoNeigh { ifindex, .. }
-            if ifindex != cfg.uplink_ifindex =>
-        {
-            pass(ctx, PASS_ROUTED)
-        }
-        _ if cfg.flags & CONFIG_F_MASQUERADE == 0 => pass(ctx, PASS_ROUTED),
-        _ => {
-            let translated = conntrack::masquerade(flow, ep, cfg, now, ports.tcp_flags, ctx.len())
-                .and_then(|entry| rewrite_source(ctx, ip, ports, unsafe { &*entry }));
-            send_out(ctx, cfg, ip, translated)
-        }
+    match conntrack::hairpin(&flow, ep, &target, cfg, now, ports.tcp_flags, ctx.len()) {
+        Ok(entry) => turn_around(ctx, cfg, ip, ports, unsafe { &*entry }),
+        Err(reason) => drop(ctx, reason),
     }
 }
 
@@ -172,7 +191,13 @@ fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<u32, u32> {
 /// Out of the uplink after translation: the route is looked up again for
 /// every packet (neighbours change), TTL decremented as a router would.
 #[inline(always)]
-fn send_out(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, translated: Result<u32, u32>) -> i32 {
+fn send_out(
+    ctx: &TcContext,
+    cfg: &BridgeConfig,
+    ip: &Ipv4,
+    route: Option<Route>,
+    translated: Result<u32, u32>,
+) -> i32 {
     let reason = match translated {
         Ok(reason) => reason,
         Err(reason) => return drop(ctx, reason),
@@ -182,10 +207,16 @@ fn send_out(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, translated: Result<u
         // for the original packet, which we have already rewritten: drop.
         return drop(ctx, DROP_TTL_EXCEEDED);
     }
-    let Ok(rewritten) = ipv4::parse(ctx) else {
-        return drop(ctx, DROP_REWRITE_FAILED);
+    // Known flows look the route up now (neighbours change); new ones
+    // already did. Only the source changed since, which the main table
+    // does not route on.
+    let route = match route {
+        Some(route) => route,
+        None => match ipv4::parse(ctx) {
+            Ok(rewritten) => fib::lookup(ctx, &rewritten, cfg.bridge_ifindex),
+            Err(_) => return drop(ctx, DROP_REWRITE_FAILED),
+        },
     };
-    let route = fib::lookup(ctx, &rewritten, cfg.bridge_ifindex);
     match route {
         Route::Out { ifindex, .. } | Route::OutNoNeigh { ifindex, .. }
             if ifindex == cfg.uplink_ifindex => {}

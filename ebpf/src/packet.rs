@@ -2,7 +2,7 @@
 //! through `header_at`, which the verifier can prove in bounds.
 use core::mem::size_of;
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
 
 pub const ETH_LEN: usize = size_of::<EthHdr>();
@@ -13,6 +13,45 @@ pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 
 pub struct Truncated;
+
+/// What the header accessors need from a program's context, so parsing is
+/// shared by TC (an skb) and XDP (a frame buffer).
+pub trait Frame {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+    /// Length of the whole packet: `skb->len` for TC, the buffer for XDP.
+    fn frame_len(&self) -> u32;
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        self.len()
+    }
+}
+
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    #[inline(always)]
+    fn frame_len(&self) -> u32 {
+        (XdpContext::data_end(self) - XdpContext::data(self)) as u32
+    }
+}
 
 /// Make the headers directly addressable. Frames from a veth are almost
 /// always linear already; this only costs when they are not.
@@ -32,7 +71,7 @@ pub fn ensure_linear(ctx: &TcContext) {
 
 /// A pointer to a `T` at `offset`, or `Truncated` if the frame is shorter.
 #[inline(always)]
-pub fn header_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, Truncated> {
+pub fn header_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Truncated> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -42,12 +81,12 @@ pub fn header_at<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, Truncated>
 }
 
 #[inline(always)]
-pub fn eth(ctx: &TcContext) -> Result<*mut EthHdr, Truncated> {
+pub fn eth(ctx: &impl Frame) -> Result<*mut EthHdr, Truncated> {
     header_at::<EthHdr>(ctx, 0)
 }
 
 #[inline(always)]
-pub fn ipv4(ctx: &TcContext) -> Result<*mut Ipv4Hdr, Truncated> {
+pub fn ipv4(ctx: &impl Frame) -> Result<*mut Ipv4Hdr, Truncated> {
     header_at::<Ipv4Hdr>(ctx, ETH_LEN)
 }
 

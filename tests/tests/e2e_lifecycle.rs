@@ -59,8 +59,9 @@ fn down_leaves_no_trace_and_up_again_works() {
                 id
             })
             .collect();
-    // Two endpoints plus the uplink's ingress and egress programs.
-    assert_eq!(link_ids.len(), 4, "{link_ids:?}");
+    // Two endpoints, the uplink's ingress and egress programs, and the three
+    // cgroup socket programs for host access to published ports.
+    assert_eq!(link_ids.len(), 7, "{link_ids:?}");
 
     let out = lab.ebridge_ok(&["down"]);
     assert!(out.contains("2 endpoint(s) removed"), "{out}");
@@ -169,12 +170,21 @@ fn pinned_maps_dump_with_field_names() {
     let dir = format!("/sys/fs/bpf/ebridge/{}", lab.bridge);
     // BTF lets bpftool print typed keys and values, not hex.
     for (map, fields) in [
-        ("endpoints", &["\"ipv4\"", "\"mac\"", "\"host_ifindex\""][..]),
+        (
+            "endpoints",
+            &["\"ipv4\"", "\"mac\"", "\"host_ifindex\""][..],
+        ),
         ("fdb", &["\"octets\"", "\"last_seen_ns\""][..]),
-        ("config", &["\"gateway_ipv4\"", "\"fdb_ageing_ns\"", "\"uplink_ipv4\""][..]),
+        (
+            "config",
+            &["\"gateway_ipv4\"", "\"fdb_ageing_ns\"", "\"uplink_ipv4\""][..],
+        ),
         ("stats", &["\"packets\"", "\"bytes\""][..]),
     ] {
-        let out = run("bpftool", &["map", "dump", "pinned", &format!("{dir}/{map}")]);
+        let out = run(
+            "bpftool",
+            &["map", "dump", "pinned", &format!("{dir}/{map}")],
+        );
         let text = stdout(&out);
         assert!(out.status.success(), "{map}: {}", stderr(&out));
         for f in fields {

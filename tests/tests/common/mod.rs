@@ -1,0 +1,8 @@
+//! Shared by the `prog_*` packet tests (`BPF_PROG_TEST_RUN` of the
+//! datapath's programs). Every test binary compiles all of it but uses only
+//! part, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod frame;
+pub mod nat;
+pub mod packet_test;

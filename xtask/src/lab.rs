@@ -159,9 +159,17 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     let bin = ebridge_release_bin();
     let net = format!("--net=/run/netns/{}", lab.node);
     let agent = Command::new("nsenter")
-        .args([net.as_str(), bin.to_str().unwrap_or("ebridge"), "agent", "--bridge", &lab.bridge])
+        .args([
+            net.as_str(),
+            bin.to_str().unwrap_or("ebridge"),
+            "agent",
+            "--bridge",
+            &lab.bridge,
+        ])
         .spawn()?;
-    *lab.agent.lock().map_err(|_| anyhow::anyhow!("lab lock poisoned"))? = Some(agent);
+    *lab.agent
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lab lock poisoned"))? = Some(agent);
 
     step(&format!("ping {} -> {} (172.17.0.3)", lab.c1, lab.c2));
     print!(
@@ -208,10 +216,20 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     print!(
         "{}",
-        lab.exec(&lab.c1, &["sh", "-c", "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 198.51.100.2 8080"])?
+        lab.exec(
+            &lab.c1,
+            &[
+                "sh",
+                "-c",
+                "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 198.51.100.2 8080"
+            ]
+        )?
     );
     let _ = web.wait();
-    print!("{}", lab.exec(&lab.c1, &["ping", "-c", "2", "-i", "0.2", "198.51.100.2"])?);
+    print!(
+        "{}",
+        lab.exec(&lab.c1, &["ping", "-c", "2", "-i", "0.2", "198.51.100.2"])?
+    );
 
     step("ebridge show nat (like conntrack -L): the outside only ever saw 198.51.100.1");
     print!("{}", lab.ebridge(&["show", "nat"])?);

@@ -52,7 +52,13 @@ pub fn cargo_ebpf(args: &[&str]) -> Result<()> {
     let status = Command::new(cargo_bin_dir().join("cargo"))
         .arg("+nightly")
         .args(args)
-        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--bins"])
+        .args([
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--bins",
+        ])
         .current_dir(workspace_root().join("ebpf"))
         .env("PATH", path_with_cargo_bin())
         .status()

@@ -1,0 +1,158 @@
+//! Load tools run as children inside a namespace (`nsenter --net=...`,
+//! which execs, so the child is the tool itself). Every wait has a
+//! deadline, and a child still running when its handle drops is killed.
+use std::{
+    ffi::OsStr,
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::signal;
+
+const POLL: Duration = Duration::from_millis(10);
+
+pub struct Proc {
+    what: String,
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Proc {
+    /// Starts `program args` in the named network namespace.
+    pub fn spawn_in<S: AsRef<OsStr>>(
+        ns: &str,
+        what: &str,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+    ) -> Result<Self> {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {what} in {ns}"))?;
+        let stdout = child.stdout.take().context("child has no stdout")?;
+        let mut stderr = child.stderr.take().context("child has no stderr")?;
+        // Reader threads keep the pipes drained, so a chatty child never
+        // blocks on a full pipe while we poll it.
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Some(thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        }));
+        Ok(Self {
+            what: format!("{what} (in {ns})"),
+            child,
+            lines,
+            stderr,
+        })
+    }
+
+    /// Waits until the child prints a line containing `needle` (a server
+    /// saying it is bound).
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(POLL * 5) {
+                Ok(line) if line.contains(needle) => return Ok(()),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.try_wait()? {
+                        return Err(self.failed(status));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit(Duration::from_secs(2))?;
+                    return Err(self.failed(status));
+                }
+            }
+            if signal::interrupted() {
+                self.kill();
+                signal::check()?;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                bail!("{} was not ready within {timeout:?}", self.what);
+            }
+        }
+    }
+
+    /// Waits for the child to exit on its own and returns its stdout; a
+    /// failure carries its stderr.
+    pub fn finish(mut self, timeout: Duration) -> Result<String> {
+        let status = self.wait_exit(timeout)?;
+        let mut out = Vec::new();
+        // The reader thread ends at EOF, which follows the exit closely.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            out.push(line);
+        }
+        if !status.success() {
+            return Err(self.failed(status));
+        }
+        Ok(out.join("\n"))
+    }
+
+    /// Stops a server that runs until told to.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if signal::interrupted() {
+                self.kill();
+                signal::check()?;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                bail!("{} did not finish within {timeout:?}; killed", self.what);
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    fn kill(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// The error for an exit that was not expected, with the stderr.
+    fn failed(&mut self, status: ExitStatus) -> anyhow::Error {
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        anyhow::anyhow!("{} exited ({status}): {}", self.what, stderr.trim())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

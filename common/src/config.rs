@@ -41,5 +41,3 @@ pub const CONFIG_F_MASQUERADE: u32 = 1 << 1;
 pub const CONFIG_F_XDP_GENERIC: u32 = 1 << 2;
 /// The uplink runs the `uplink_xdp` program in native (driver) mode.
 pub const CONFIG_F_XDP_NATIVE: u32 = 1 << 3;
-/// Either XDP mode: containers' interfaces must accept XDP frames.
-pub const CONFIG_F_XDP: u32 = CONFIG_F_XDP_GENERIC | CONFIG_F_XDP_NATIVE;

@@ -105,9 +105,15 @@ reasons! {
     /// uplink's XDP program and redirected into the container's host veth.
     FWD_XDP_REVNAT = 35, "xdp-revnat-in", Redirect;
     /// Not the XDP program's common case (no flow, first packet of a
-    /// published port, ICMP error, fragment, TTL expiring, not IPv4):
-    /// handed on to the uplink's TC program, which counts it again.
+    /// published port, ICMP error, fragment, TTL expiring, longer than the
+    /// MTU, not IPv4): handed on to the uplink's TC program, which counts
+    /// it again.
     PASS_XDP_TO_TC = 36, "xdp-pass-to-tc", Pass;
+    /// A TCP/UDP reply whose checksum field holds only the pseudo-header
+    /// sum (a local sender's CHECKSUM_PARTIAL, seen on veth uplinks): as an
+    /// XDP frame it would reach the container without that state and be
+    /// dropped as corrupt, so the TC program (which keeps it) handles it.
+    PASS_XDP_CSUM_PARTIAL = 37, "xdp-pass-partial-csum", Pass;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

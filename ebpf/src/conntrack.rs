@@ -307,7 +307,8 @@ fn track_original(entry: &mut NatEntry, flags: u8) {
     } else if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 && entry.state == CT_CLOSED {
         // A new connection reusing the tuple.
         entry.state = CT_SYN_SENT;
-        entry.flags = 0;
+        // Forget the old connection's FINs, not what kind of flow it is.
+        entry.flags &= NAT_F_DNAT | NAT_F_INBOUND | NAT_F_HAIRPIN | NAT_F_BACK;
     }
 }
 

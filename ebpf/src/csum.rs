@@ -40,3 +40,20 @@ pub fn udp_fixup(old: u16, new: u16) -> u16 {
         new
     }
 }
+
+/// Whether a TCP/UDP checksum field holds only the folded pseudo-header sum
+/// — what a local sender leaves for checksum offload (CHECKSUM_PARTIAL) —
+/// rather than a complete checksum. A complete one equals it by chance in
+/// one packet of 65536; such a packet merely takes the slower path.
+#[inline(always)]
+pub fn is_partial(field: u16, saddr: [u8; 4], daddr: [u8; 4], proto: u8, l4_len: u16) -> bool {
+    let s = u32::from_ne_bytes(saddr);
+    let d = u32::from_ne_bytes(daddr);
+    let sum = (s & 0xffff)
+        + (s >> 16)
+        + (d & 0xffff)
+        + (d >> 16)
+        + u32::from(u16::from_ne_bytes([0, proto]))
+        + u32::from(u16::from_ne_bytes(l4_len.to_be_bytes()));
+    fold(sum) == field
+}

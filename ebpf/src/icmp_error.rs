@@ -16,6 +16,7 @@ use crate::{
     l4::{IcmpHead, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST},
     maps::NAT,
     packet::header_at,
+    publish,
     revnat::Delivery,
 };
 
@@ -87,7 +88,9 @@ pub fn to_container(
     let Ok(q) = parse_quote(ctx, ip) else {
         return Ok(None);
     };
-    if !ipv4_eq(&q.saddr, &cfg.uplink_ipv4) {
+    // Masqueraded flows quote the uplink address; published ones may quote
+    // any node address they were reached on.
+    if !ipv4_eq(&q.saddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&q.saddr) {
         return Ok(None);
     }
     let key = NatKey {

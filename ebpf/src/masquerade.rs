@@ -67,7 +67,11 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
         }
     }
     if to_gateway {
-        return pass(ctx, PASS_TO_HOST);
+        // The gateway is a node address too (Docker's host-gateway).
+        return match &ports {
+            Ok(ports) => to_node(ctx, cfg, ep, &ip, ports, now),
+            Err(_) => pass(ctx, PASS_TO_HOST),
+        };
     }
     let route = fib::lookup(ctx, &ip, cfg.bridge_ifindex);
     match route {
@@ -83,15 +87,24 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
         {
             return pass(ctx, PASS_ROUTED);
         }
-        _ if cfg.flags & CONFIG_F_MASQUERADE == 0 => return pass(ctx, PASS_ROUTED),
         _ => {}
     }
-    // Leaving by the uplink with masquerade on: translated, or dropped —
-    // never passed on with a container address.
+    // Leaving by the uplink: translated or, with masquerade on, dropped —
+    // never passed on with a container address. With masquerade off, what
+    // belongs to no flow (published-port replies do) is routed as is.
+    let masquerading = cfg.flags & CONFIG_F_MASQUERADE != 0;
     let translated = if ip.frag == Frag::Later {
-        later_fragment(ctx, &ip)
+        match later_fragment(ctx, &ip) {
+            Err(DROP_FRAG_NO_FIRST) if !masquerading => return pass(ctx, PASS_ROUTED),
+            other => other,
+        }
     } else if icmp_error {
-        icmp_error::from_container(ctx, cfg, &ip).map(|_| FWD_SNAT_ICMP_ERROR)
+        match icmp_error::from_container(ctx, cfg, &ip) {
+            Err(DROP_ICMP_ERROR_UNTRACKED) if !masquerading => return pass(ctx, PASS_ROUTED),
+            other => other.map(|_| FWD_SNAT_ICMP_ERROR),
+        }
+    } else if !masquerading {
+        return pass(ctx, PASS_ROUTED);
     } else {
         match ports {
             // A container answering a ping from outside has no flow to be

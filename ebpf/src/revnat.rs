@@ -58,6 +58,11 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
 /// address and port back to the container's.
 #[inline(always)]
 fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>, u32> {
+    // Checked before any flow is created: an expiring packet must not
+    // leave a half-used pair behind.
+    if ip.ttl <= 1 {
+        return Err(DROP_TTL_EXCEEDED);
+    }
     let Ok(ports) = l4::parse(ctx, ip) else {
         return Ok(None);
     };

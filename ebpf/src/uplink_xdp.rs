@@ -7,7 +7,8 @@
 //! Everything else goes on to the TC program unchanged (`XDP_PASS`): new
 //! published-port flows, ICMP errors, fragments, TTL about to expire,
 //! frames longer than the bridge MTU (GSO packets in generic mode),
-//! anything not IPv4. The conntrack lookup and accounting are
+//! TCP/UDP with a partial checksum (offload state an XDP frame cannot
+//! carry), anything not IPv4. The conntrack lookup and accounting are
 //! `conntrack::ingress`, the same function TC uses; nothing is changed
 //! before the packet is known to be ours, so a passed packet is never
 //! accounted twice.
@@ -32,9 +33,6 @@ use crate::{
     stats::{count, xdp_drop, xdp_pass},
 };
 
-/// Not for XDP: the TC program decides.
-struct ToTc;
-
 /// Where the bytes the rewrite touches sit; all bounds-checked before the
 /// flow is looked up.
 struct Fields {
@@ -52,36 +50,47 @@ pub fn uplink_xdp(ctx: XdpContext) -> u32 {
     };
     match reply(&ctx, cfg) {
         Ok(action) => action,
-        Err(ToTc) => xdp_pass(&ctx, PASS_XDP_TO_TC),
+        // Not for XDP: the TC program decides, as without XDP.
+        Err(reason) => xdp_pass(&ctx, reason),
     }
 }
 
 #[inline(always)]
-fn reply(ctx: &XdpContext, cfg: &BridgeConfig) -> Result<u32, ToTc> {
-    let eth = packet::eth(ctx).map_err(|_| ToTc)?;
+fn reply(ctx: &XdpContext, cfg: &BridgeConfig) -> Result<u32, u32> {
+    let eth = packet::eth(ctx).map_err(|_| PASS_XDP_TO_TC)?;
     if packet::ether_type(eth) != ETH_P_IPV4 {
-        return Err(ToTc);
+        return Err(PASS_XDP_TO_TC);
     }
     // Generic mode sees whole GSO packets (up to 64 KB); redirecting one
     // into a veth fails with EMSGSIZE after we return. TC handles them at
     // one program run per GSO packet anyway.
     if ctx.frame_len() > ETH_LEN as u32 + cfg.mtu {
-        return Err(ToTc);
+        return Err(PASS_XDP_TO_TC);
     }
-    let ip = ipv4::parse(ctx).map_err(|_| ToTc)?;
+    let ip = ipv4::parse(ctx).map_err(|_| PASS_XDP_TO_TC)?;
     if ip.frag != Frag::Whole
         || !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4)
         // The kernel answers with time-exceeded (TC passes it on).
         || ip.ttl <= 1
     {
-        return Err(ToTc);
+        return Err(PASS_XDP_TO_TC);
     }
-    let ports = l4::parse(ctx, &ip).map_err(|_| ToTc)?;
-    if ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).map_err(|_| ToTc)? != l4::ICMP_ECHO_REPLY
+    let ports = l4::parse(ctx, &ip).map_err(|_| PASS_XDP_TO_TC)?;
+    if ip.proto == IPPROTO_ICMP
+        && l4::icmp_type(ctx, &ip).map_err(|_| PASS_XDP_TO_TC)? != l4::ICMP_ECHO_REPLY
     {
-        return Err(ToTc);
+        return Err(PASS_XDP_TO_TC);
     }
     let fields = fields(ctx, &ip, &ports)?;
+    if ip.proto != IPPROTO_ICMP {
+        // parse() checked tot_len >= IHL.
+        let tot_len = u16::from_be_bytes(unsafe { (*fields.ip).tot_len });
+        let l4_len = tot_len - (ip.l4_off - ETH_LEN) as u16;
+        let field = u16::from_ne_bytes(unsafe { *fields.csum });
+        if csum::is_partial(field, ip.saddr, ip.daddr, ip.proto, l4_len) {
+            return Err(PASS_XDP_CSUM_PARTIAL);
+        }
+    }
     let key = NatKey {
         saddr: ip.saddr,
         daddr: ip.daddr,
@@ -92,8 +101,10 @@ fn reply(ctx: &XdpContext, cfg: &BridgeConfig) -> Result<u32, ToTc> {
         _pad: [0; 2],
     };
     let now = unsafe { bpf_ktime_get_ns() };
-    // From here on the flow has been accounted: the packet is ours.
-    let entry = conntrack::ingress(&key, now, ports.tcp_flags, ctx.frame_len()).ok_or(ToTc)?;
+    // No entry: nothing was touched, TC decides. An entry: it has been
+    // accounted (and its TCP state followed), so the packet is ours.
+    let entry =
+        conntrack::ingress(&key, now, ports.tcp_flags, ctx.frame_len()).ok_or(PASS_XDP_TO_TC)?;
     let (addr, port, ifindex, mac) =
         unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
     rewrite(&ip, &ports, &fields, addr, port);
@@ -113,16 +124,16 @@ fn reply(ctx: &XdpContext, cfg: &BridgeConfig) -> Result<u32, ToTc> {
 /// Bounds-checked pointers to everything the rewrite writes. A TCP header
 /// shorter than 20 bytes or a truncated UDP/ICMP header is TC's to judge.
 #[inline(always)]
-fn fields(ctx: &XdpContext, ip: &Ipv4, ports: &L4) -> Result<Fields, ToTc> {
+fn fields(ctx: &XdpContext, ip: &Ipv4, ports: &L4) -> Result<Fields, u32> {
     let csum_off = match ip.proto {
         IPPROTO_TCP => ip.l4_off + 16,
         IPPROTO_UDP => ip.l4_off + 6,
         _ => ip.l4_off + 2,
     };
     Ok(Fields {
-        ip: packet::ipv4(ctx).map_err(|_| ToTc)?,
-        csum: packet::header_at(ctx, csum_off).map_err(|_| ToTc)?,
-        dport: packet::header_at(ctx, ports.dport_off).map_err(|_| ToTc)?,
+        ip: packet::ipv4(ctx).map_err(|_| PASS_XDP_TO_TC)?,
+        csum: packet::header_at(ctx, csum_off).map_err(|_| PASS_XDP_TO_TC)?,
+        dport: packet::header_at(ctx, ports.dport_off).map_err(|_| PASS_XDP_TO_TC)?,
     })
 }
 

@@ -1,4 +1,4 @@
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::DEFAULT_BRIDGE;
 
@@ -84,6 +84,23 @@ pub struct UpArgs {
     /// NAT table size in entries; every flow takes two [default: 262144].
     #[arg(long = "nat-entries", value_name = "N")]
     pub nat_entries: Option<u32>,
+    /// Also un-NAT replies in XDP on the uplink, before the kernel makes an
+    /// skb: generic (skb) mode works on any device, native needs driver
+    /// support [default: off].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp: Option<XdpMode>,
+}
+
+/// How `uplink_xdp` is attached to the uplink, if at all.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// No XDP: the TC program does the whole reverse path.
+    #[default]
+    Off,
+    /// XDP_FLAGS_SKB_MODE: after the skb is made, before TC.
+    Generic,
+    /// XDP_FLAGS_DRV_MODE: in the driver, before any skb.
+    Native,
 }
 
 #[derive(Subcommand, Debug)]

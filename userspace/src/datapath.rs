@@ -68,6 +68,8 @@ pub fn load_and_pin(
         TcAttachType::Egress,
         "uplink-egress",
     )?;
+    // XDP last: whatever it passes meets the TC program already attached.
+    crate::xdp::attach_uplink(&mut ebpf, bridge, uplink, crate::xdp::mode_of(config.flags))?;
 
     // Host access to published ports: on the cgroup v2 root, so every
     // process is covered; the programs themselves ignore sockets of other

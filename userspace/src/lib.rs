@@ -13,3 +13,4 @@ pub mod pins;
 pub mod publish;
 pub mod settings;
 pub mod state;
+pub mod xdp;

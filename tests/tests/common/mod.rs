@@ -6,3 +6,4 @@
 pub mod frame;
 pub mod nat;
 pub mod packet_test;
+pub mod publish;

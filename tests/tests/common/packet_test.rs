@@ -287,6 +287,16 @@ impl Datapath {
             .unwrap_or_else(|e| panic!("the verifier rejected {name}: {e:?}"));
     }
 
+    /// The loaded object itself, for program types this harness does not
+    /// wrap (the uplink's XDP program, `prog_uplink_xdp.rs`).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     fn prog(&self, name: &str) -> &SchedClassifier {
         self.ebpf
             .program(name)

@@ -222,6 +222,9 @@ async fn wire(
 ) -> Result<()> {
     let r = &plan.record;
     configure_container_side(&r.netns, &r.ifname, r.ipv4, plan.prefix_len, plan.gateway)?;
+    if crate::xdp::needs_container_gro(cfg.flags) {
+        crate::xdp::prepare_container(&r.netns, &r.ifname)?;
+    }
     let endpoint = Endpoint {
         ipv4: r.ipv4.octets(),
         mac: plan.mac,

@@ -168,6 +168,7 @@ async fn config(
         "mtu": cfg.mtu,
         "icc": cfg.flags & CONFIG_F_ICC != 0,
         "masquerade": cfg.flags & CONFIG_F_MASQUERADE != 0,
+        "xdp": crate::xdp::label(crate::xdp::mode_of(cfg.flags)),
         "uplink_ipv4": Ipv4Addr::from(cfg.uplink_ipv4).to_string(),
         "nat_ports": format!("{}-{}", cfg.nat_port_min, cfg.nat_port_max),
         "nat_entries": cfg.nat_entries,

@@ -8,13 +8,13 @@ use ebridge_common::{
 use ipnet::Ipv4Net;
 
 use crate::{
-    cli::UpArgs,
+    cli::{UpArgs, XdpMode},
     datapath,
     error::usage,
     ipam,
     maps::{self, DatapathMaps},
     netlink::{Link, Netlink},
-    netns, pins, settings, state,
+    netns, pins, settings, state, xdp,
 };
 
 /// The effective settings of one `up`.
@@ -28,6 +28,7 @@ struct Plan {
     masquerade: bool,
     nat_ports: (u16, u16),
     nat_entries: u32,
+    xdp: XdpMode,
 }
 
 fn plan(args: &UpArgs) -> Result<Plan> {
@@ -59,6 +60,7 @@ fn plan(args: &UpArgs) -> Result<Plan> {
         masquerade: !args.no_masquerade,
         nat_ports,
         nat_entries,
+        xdp: args.xdp.unwrap_or_default(),
     })
 }
 
@@ -193,6 +195,13 @@ async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
             plan.nat_ports.0, plan.nat_ports.1, plan.nat_entries
         );
     }
+    if plan.xdp != XdpMode::Off {
+        println!(
+            "reverse NAT in XDP on {} ({} mode)",
+            uplink.name,
+            xdp::label(plan.xdp)
+        );
+    }
     Ok(())
 }
 
@@ -214,6 +223,7 @@ async fn bring_up_datapath(
     if plan.icc {
         flags |= CONFIG_F_ICC;
     }
+    flags |= xdp::config_flags(plan.xdp);
     let cfg = BridgeConfig {
         gateway_ipv4: plan.gateway.octets(),
         subnet_ipv4: plan.subnet.network().octets(),
@@ -310,6 +320,14 @@ async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig
         diffs.push(format!(
             "nat-entries {} (asked {})",
             cfg.nat_entries, plan.nat_entries
+        ));
+    }
+    let live_xdp = xdp::mode_of(cfg.flags);
+    if args.xdp.is_some() && plan.xdp != live_xdp {
+        diffs.push(format!(
+            "xdp {} (asked {})",
+            xdp::label(live_xdp),
+            xdp::label(plan.xdp)
         ));
     }
     if !diffs.is_empty() {

@@ -74,7 +74,7 @@ fn test(args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    util::cargo_ebpf(&["clippy", "--", "-D", "warnings"])?;
+    util::cargo_ebpf("clippy", &["-D", "warnings"])?;
     // Build first so the e2e tests find target/debug/ebridge.
     util::cargo(&["build", "-p", "ebridge"])?;
     let mut cmd = vec!["test", "--workspace", "--exclude", "ebridge-ebpf"];

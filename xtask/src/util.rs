@@ -46,25 +46,19 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo +nightly ARGS` in the eBPF crate (it only builds for the BPF
-/// target, with build-std).
-pub fn cargo_ebpf(args: &[&str]) -> Result<()> {
+/// `cargo +nightly SUBCOMMAND` for the eBPF crate (it only builds for the
+/// BPF target, with build-std); `tool_args` go after `--`.
+pub fn cargo_ebpf(subcommand: &str, tool_args: &[&str]) -> Result<()> {
     let status = Command::new(cargo_bin_dir().join("cargo"))
-        .arg("+nightly")
-        .args(args)
-        .args([
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--bins",
-        ])
+        .args(["+nightly", subcommand, "--target", "bpfel-unknown-none"])
+        .args(["-Z", "build-std=core", "--bins", "--"])
+        .args(tool_args)
         .current_dir(workspace_root().join("ebpf"))
         .env("PATH", path_with_cargo_bin())
         .status()
-        .with_context(|| format!("cannot run cargo +nightly {}", args.join(" ")))?;
+        .with_context(|| format!("cannot run cargo +nightly {subcommand}"))?;
     if !status.success() {
-        bail!("cargo +nightly {} (ebpf) failed: {status}", args.join(" "));
+        bail!("cargo +nightly {subcommand} (ebpf) failed: {status}");
     }
     Ok(())
 }

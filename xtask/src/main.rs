@@ -77,7 +77,25 @@ fn test(args: &[String]) -> Result<()> {
     util::cargo_ebpf("clippy", &["-D", "warnings"])?;
     // Build first so the e2e tests find target/debug/ebridge.
     util::cargo(&["build", "-p", "ebridge"])?;
-    let mut cmd = vec!["test", "--workspace", "--exclude", "ebridge-ebpf"];
+    // --all-targets: no doc-test run (there are none) closing the output
+    // on "0 passed".
+    let mut cmd = vec![
+        "test",
+        "--workspace",
+        "--exclude",
+        "ebridge-ebpf",
+        "--all-targets",
+        "--no-fail-fast",
+    ];
     cmd.extend(args.iter().map(String::as_str));
-    util::cargo(&cmd)
+    let totals = util::cargo_test_totals(&cmd)?;
+    // One closing line for the whole run, whatever test binary came last.
+    println!(
+        "{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if totals.failed > 0 || !totals.ok {
+        anyhow::bail!("{} tests failed", totals.failed);
+    }
+    Ok(())
 }

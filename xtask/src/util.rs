@@ -63,6 +63,52 @@ pub fn cargo_ebpf(subcommand: &str, tool_args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Default)]
+pub struct TestTotals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    /// cargo itself exited successfully.
+    pub ok: bool,
+}
+
+/// Runs `cargo test ...`, passing its output through, and adds up the
+/// "test result:" lines of every test binary.
+pub fn cargo_test_totals(args: &[&str]) -> Result<TestTotals> {
+    use std::io::{BufRead as _, BufReader};
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("PATH", path_with_cargo_bin())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    let mut totals = TestTotals::default();
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => totals.passed += n,
+                    "failed" => totals.failed += n,
+                    "ignored" => totals.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    totals.ok = child.wait()?.success();
+    Ok(totals)
+}
+
 pub fn build_release() -> Result<()> {
     cargo(&["build", "--release", "-p", "ebridge"])
 }

@@ -1,34 +1,60 @@
-//! `cargo xtask bench`: container-to-container traffic over the same
-//! two-container topology built four ways (bare veth, Docker's bridge with
-//! br_netfilter and its rules, the bridge without br_netfilter, ebridge),
-//! measured in one run with the setups interleaved, reported as medians,
-//! spreads and ebridge's ratios against the issue's targets.
+//! `cargo xtask bench`: three scenarios (scenario.rs), each comparing
+//! ebridge with Docker's iptables datapath and a bare veth pair, built in
+//! network namespaces, measured in one run with the setups interleaved,
+//! reported as medians, spreads and ratios against the targets, with a
+//! table on stdout and JSON in target/bench/.
+mod aim;
+mod bare;
 mod cpu;
 mod ebridge_node;
+mod iptables;
 mod linux_bridge;
 mod measure;
 mod metric;
+mod natmap;
 mod observe;
 mod proc;
+mod pubcost;
+mod reap;
 mod report;
 mod rounds;
+mod scenario;
+mod scratch;
 mod signal;
 mod stats;
 mod topology;
+mod uplink;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
-use clap::Args;
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
 
-use measure::{Ctx, Measurement};
+use measure::Ctx;
 use rounds::DISTURBED_SHARE;
-use topology::{Setup, Topology, RUN_PREFIX};
+use scenario::{Scenario, Setup};
+use stats::Extra;
+use topology::Topology;
 
 use crate::util::{cargo, require_root, sh, workspace_root};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Which {
+    /// Container to container.
+    C2c,
+    /// Container to a host outside the node (masquerade).
+    Nat,
+    /// Outside host to a published container port.
+    Publish,
+    /// All three, one after the other.
+    All,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value_t = Which::All)]
+    scenario: Which,
     /// Repetitions of every measurement on every setup [default: 5; 3 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u32).range(3..=100))]
     reps: Option<u32>,
@@ -45,7 +71,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     signal::install();
     let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
     let secs = args.secs.unwrap_or(if args.quick { 1 } else { 3 });
-    for tool in ["nsenter", "iptables", "iperf3", "ping", "sysctl"] {
+    let scenarios: Vec<Scenario> = match args.scenario {
+        Which::C2c => vec![Scenario::C2c],
+        Which::Nat => vec![Scenario::Nat],
+        Which::Publish => vec![Scenario::Publish],
+        Which::All => Scenario::ALL.to_vec(),
+    };
+    for tool in [
+        "nsenter",
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "conntrack",
+        "iperf3",
+        "ping",
+        "sysctl",
+    ] {
         sh("sh", &["-c", &format!("command -v {tool}")])
             .with_context(|| format!("{tool} is not installed; run cargo xtask setup"))?;
     }
@@ -57,38 +98,80 @@ pub fn run(args: BenchArgs) -> Result<()> {
         secs,
         cpus: cpu::two_cpus()?,
     };
-    let info_started = utc_stamp("%Y-%m-%dT%H:%M:%SZ")?;
-    let file_stamp = utc_stamp("%Y%m%dT%H%M%SZ")?;
-    topology::reap_stale_runs();
+    reap::reap_stale_runs();
     if !cpu::wait_for_quiet(DISTURBED_SHARE, Duration::ZERO)? {
         eprintln!(
             "bench: warning: other processes are using the CPU; disturbed samples will be measured again, which takes longer"
         );
     }
-
-    let run_id = format!("{RUN_PREFIX}{}", std::process::id());
-    let per_round = Setup::ALL.len() * Measurement::ALL.len();
+    let run_id = format!("{}{}", reap::RUN_PREFIX, std::process::id());
+    let measuring: usize = scenarios
+        .iter()
+        .map(|&s| (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1))
+        .sum();
+    let keys: Vec<&str> = scenarios.iter().map(|s| s.key()).collect();
     println!(
-        "bench {run_id}: {reps} reps x {per_round} measurements of {secs} s (+1 warm-up round), about {} min",
-        ((reps as usize + 1) * per_round * (secs as usize + 1)).div_ceil(60)
+        "bench {run_id}: {} with {reps} reps of {secs} s (+1 warm-up round), about {} min of measuring",
+        keys.join(", "),
+        measuring.div_ceil(60)
     );
 
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for scenario in scenarios {
+        if let Err(e) = run_scenario(scenario, &ctx, reps, &run_id) {
+            // Ctrl-C stops everything; another failure only its scenario.
+            if signal::interrupted() {
+                return Err(
+                    e.context("interrupted; every namespace and pin of this run was removed")
+                );
+            }
+            eprintln!("bench: {} failed: {e:#}", scenario.key());
+            failed.push(scenario.key());
+        }
+    }
+    println!(
+        "\nbench {run_id} done in {:.1} min",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    if !failed.is_empty() {
+        bail!("scenarios failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Result<()> {
+    let info_started = utc_stamp("%Y-%m-%dT%H:%M:%SZ")?;
+    let file_stamp = utc_stamp("%Y%m%dT%H%M%SZ")?;
+    println!(
+        "\n== {} ({}): {} measurements per round",
+        scenario.key(),
+        scenario.title(),
+        rounds::per_round(scenario)
+    );
     let mut topologies = Vec::new();
-    for setup in Setup::ALL {
+    for &setup in scenario.setups() {
         signal::check()?;
-        println!("building {}: {}", setup.key(), setup.describe());
-        topologies.push(Topology::build(setup, &run_id)?);
+        println!("building {}: {}", setup.key(), setup.describe(scenario));
+        topologies.push(Topology::build(scenario, setup, run_id, ctx.secs)?);
+    }
+    let mut extras = one_off_costs(&topologies);
+    if scenario == Scenario::Publish {
+        println!("publishing 1,000 ports, {reps} times each way");
+        extras.extend(pubcost::measure(&mut topologies, reps)?);
     }
 
     let started = Instant::now();
-    let (results, runs) = rounds::measure_all(&topologies, &ctx, reps)?;
+    let (results, runs) = rounds::measure_all(scenario, &topologies, ctx, reps)?;
     let observations = observe::observe(&topologies);
+    let notes = report::setup_notes(&topologies);
     // Remove the namespaces before printing, so a failure to report still
     // leaves a clean machine.
     drop(topologies);
     println!(
-        "measured in {:.0} s; removed every namespace of {run_id}",
-        started.elapsed().as_secs_f64()
+        "measured in {:.0} s; removed every namespace of {} {run_id}",
+        started.elapsed().as_secs_f64(),
+        scenario.key()
     );
 
     let disturbed = runs
@@ -102,7 +185,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         started: info_started,
         finished: utc_stamp("%Y-%m-%dT%H:%M:%SZ")?,
         reps,
-        secs,
+        secs: ctx.secs,
         cpus: ctx.cpus,
         kernel: sh("uname", &["-r"])?.trim().to_string(),
         iperf3: sh("iperf3", &["--version"])
@@ -112,11 +195,58 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .unwrap_or_default()
             .to_string(),
     };
-    report::print_table(&info, &results);
-    let json = report::to_json(&info, &results, runs, observations);
-    let path = report::write_json(&json, &file_stamp)?;
-    println!("\nwrote {} and target/bench/latest.json", path.display());
+    report::print_table(scenario, &info, &results, &extras);
+    let json = report::to_json(report::Report {
+        scenario,
+        info: &info,
+        results: &results,
+        runs,
+        observations,
+        extras: &extras,
+        notes,
+    });
+    let path = report::write_json(scenario, &json, &file_stamp)?;
+    println!(
+        "\nwrote {}, target/bench/latest-{}.json and the index target/bench/latest.json",
+        path.display(),
+        scenario.key()
+    );
     Ok(())
+}
+
+/// Costs measured once while building: filling the NAT table with a
+/// million flows, publishing 1,000 ports with one `endpoint add -p`.
+fn one_off_costs(topologies: &[Topology]) -> Vec<Extra> {
+    let mut out = Vec::new();
+    for t in topologies {
+        if let Some(fill) = t.notes.get("fill") {
+            let mut e = Extra::new(
+                "nat_fill_1m_flows",
+                "fill nat map: 1M flows (2M entries)",
+                "s",
+                "one BPF_MAP_UPDATE_ELEM per entry from the xtask (aya) into the pinned map of ebridge-1m-flows, once",
+            );
+            e.samples.extend(fill["secs"].as_f64());
+            out.push(e);
+        }
+        if t.setup == Setup::EbridgeThousandPorts {
+            if let Some(secs) = t
+                .notes
+                .get("bulk_endpoint_add_secs")
+                .and_then(|v| v.as_f64())
+            {
+                let mut e = Extra::new(
+                    "ebridge_1k_ports_setup_endpoint_add",
+                    "ebridge-1k-ports: endpoint add -p range",
+                    "s",
+                    "building ebridge-1k-ports: one `ebridge endpoint add -p 20000-20999:20000-20999/udp` on a node with one published port, once",
+                );
+                e.samples.push(secs);
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 fn utc_stamp(format: &str) -> Result<String> {

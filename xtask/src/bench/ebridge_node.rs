@@ -1,78 +1,151 @@
-//! The ebridge setup: a node namespace with an uplink veth to an outside
-//! namespace (ebridge up needs an uplink), `ebridge up`, and the two
-//! containers made by `ebridge endpoint add`.
-use std::path::Path;
+//! The ebridge setups: a node namespace with an uplink veth to an outside
+//! namespace, `ebridge up`, and the containers made by `ebridge endpoint
+//! add` (with `-p` for the publish scenario). The bridge is named after
+//! the setup (`<run id><code>`), so its pin directory is unique to the run.
+use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
-use super::topology::{Topology, CLIENT_IP, SERVER_IP, SUBNET};
+use super::{
+    aim::{self, CLIENT_IP, CONTAINER_IP, SERVER_IP, SUBNET},
+    natmap,
+    scenario::{Scenario, Setup, BULK_PORTS, FILL_FLOWS},
+    topology::Topology,
+    uplink::{self, UPLINK},
+};
 use crate::util::{ebridge_release_bin, sh};
 
-const UPLINK: &str = "uplink0";
+/// ebridge's default NAT table size.
+const DEFAULT_NAT_ENTRIES: u32 = 262_144;
+/// More new connections per second than any setup makes here: the table
+/// must hold one connection test's flows (the bench clears them after
+/// each, as the agent would once they time out).
+const MAX_CONN_RATE: u32 = 100_000;
 
-pub fn build(t: &mut Topology, base: &str, bridge: &str) -> Result<()> {
-    let node = format!("{base}-node");
-    let outside = format!("{base}-out");
+/// `--nat-entries` for a setup: room for a connection test of `secs`
+/// seconds (two entries per flow), and for the nat scenario also a
+/// million synthetic flows — on both of its ebridge setups, so the full
+/// and the empty table have the same size.
+pub fn nat_entries(scenario: Scenario, secs: u32) -> Option<u32> {
+    let test = 2 * MAX_CONN_RATE * secs;
+    match scenario {
+        Scenario::C2c => None,
+        Scenario::Nat => Some(2 * FILL_FLOWS + test),
+        Scenario::Publish => Some(test.max(DEFAULT_NAT_ENTRIES)),
+    }
+}
+
+pub fn build(t: &mut Topology, secs: u32) -> Result<()> {
+    let bridge = t.base.clone();
+    let node = format!("{bridge}-node");
+    let outside = t.outside_ns();
     t.add_netns(&node)?;
     t.node_ns = Some(node.clone());
     t.add_netns(&outside)?;
-    sh(
-        "ip",
-        &[
-            "-n", &node, "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns",
-            &outside,
-        ],
-    )?;
-    sh(
-        "ip",
-        &["-n", &node, "addr", "add", "198.51.100.1/24", "dev", UPLINK],
-    )?;
-    sh("ip", &["-n", &node, "link", "set", UPLINK, "up"])?;
-    sh(
-        "ip",
-        &[
-            "-n",
-            &outside,
-            "addr",
-            "add",
-            "198.51.100.2/24",
-            "dev",
-            "eth0",
-        ],
-    )?;
-    sh("ip", &["-n", &outside, "link", "set", "eth0", "up"])?;
-    sh(
-        "ip",
-        &[
-            "-n",
-            &node,
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.51.100.2",
-        ],
-    )?;
+    uplink::build(&node, &outside)?;
 
     // Recorded before `up` so the guard runs `ebridge down` even if `up`
     // fails half-way.
-    t.ebridge_bridge = Some(bridge.to_string());
-    ebridge(
-        &node,
-        bridge,
-        &["up", "--subnet", SUBNET, "--uplink", UPLINK],
-    )?;
-    for (ns, ip) in [
-        (t.client_ns.clone(), CLIENT_IP),
-        (t.server_ns.clone(), SERVER_IP),
-    ] {
-        t.adopt_netns(&ns);
-        ebridge(
-            &node,
-            bridge,
-            &["endpoint", "add", &ns, "--ip", &ip.to_string()],
-        )?;
+    t.ebridge_bridge = Some(bridge.clone());
+    let mut up = vec!["up", "--subnet", SUBNET, "--uplink", UPLINK];
+    let entries = nat_entries(t.scenario, secs);
+    let entries_arg = entries.map(|n| n.to_string());
+    if let (Some(n), Some(arg)) = (entries, &entries_arg) {
+        up.extend(["--nat-entries", arg]);
+        t.notes.insert("nat_entries".into(), n.into());
+    }
+    ebridge(&node, &bridge, &up)?;
+
+    match t.scenario {
+        Scenario::C2c => {
+            let (c1, c2) = (t.client_ns.clone(), t.server_ns.clone());
+            endpoint(t, &node, &c1, CLIENT_IP, &[])?;
+            endpoint(t, &node, &c2, SERVER_IP, &[])?;
+        }
+        Scenario::Nat => {
+            let c1 = t.container_ns.clone();
+            endpoint(t, &node, &c1, CONTAINER_IP, &[])?;
+        }
+        Scenario::Publish => publish_endpoints(t, &node)?,
+    }
+    if t.setup == Setup::EbridgeFullNat {
+        let filled = natmap::fill(&bridge, FILL_FLOWS)?;
+        println!(
+            "  filled {}'s nat map with {} flows ({} entries) in {:.2} s",
+            t.setup.key(),
+            filled.flows,
+            filled.entries,
+            filled.secs
+        );
+        t.notes.insert("fill".into(), filled.to_json());
+    }
+    Ok(())
+}
+
+/// `ebridge endpoint add NAME --ip IP [-p SPEC]...`; NAME is also the
+/// namespace it creates, recorded first for removal.
+fn endpoint(
+    t: &mut Topology,
+    node: &str,
+    name: &str,
+    ip: std::net::Ipv4Addr,
+    publish: &[String],
+) -> Result<()> {
+    let bridge = t.base.clone();
+    t.adopt_netns(name);
+    let ip = ip.to_string();
+    let mut args = vec!["endpoint", "add", name, "--ip", &ip];
+    for p in publish {
+        args.extend(["-p", p]);
+    }
+    ebridge(node, &bridge, &args)?;
+    Ok(())
+}
+
+/// The container with the measured ports; for `ebridge`, 10 other
+/// endpoints with 10 ports each (docker-dnat's busy node); for
+/// `ebridge-1k-ports`, 1,000 more on one endpoint, timed.
+fn publish_endpoints(t: &mut Topology, node: &str) -> Result<()> {
+    let specs: Vec<String> = aim::measured_publishes(t.setup)
+        .iter()
+        .map(|(host, ctr, proto)| format!("{host}:{ctr}/{proto}"))
+        .collect();
+    let c1 = t.container_ns.clone();
+    endpoint(t, node, &c1, CONTAINER_IP, &specs)?;
+    match t.setup {
+        Setup::Ebridge => {
+            for i in 0..aim::OTHER_ENDPOINTS {
+                let h0 = aim::OTHER_HOST_PORT_BASE + u16::from(i) * aim::OTHER_PORTS_EACH;
+                let c0 = aim::OTHER_CTR_PORT_BASE;
+                let n = aim::OTHER_PORTS_EACH - 1;
+                let spec = format!("{h0}-{}:{c0}-{}/tcp", h0 + n, c0 + n);
+                let name = format!("{}-o{i}", t.base);
+                endpoint(t, node, &name, aim::other_endpoint_ip(i), &[spec])?;
+            }
+            let total = specs.len()
+                + usize::from(aim::OTHER_ENDPOINTS) * usize::from(aim::OTHER_PORTS_EACH);
+            t.notes.insert("published_ports".into(), total.into());
+        }
+        Setup::EbridgeThousandPorts => {
+            let p0 = aim::BULK_FIRST_PORT;
+            let p1 = p0 + BULK_PORTS - 1;
+            let spec = format!("{p0}-{p1}:{p0}-{p1}/udp");
+            let name = format!("{}-bulk", t.base);
+            let started = Instant::now();
+            endpoint(t, node, &name, aim::BULK_ENDPOINT_IP, &[spec])?;
+            t.notes.insert(
+                "bulk_endpoint_add_secs".into(),
+                started.elapsed().as_secs_f64().into(),
+            );
+            t.notes.insert(
+                "published_ports".into(),
+                (specs.len() + usize::from(BULK_PORTS)).into(),
+            );
+        }
+        _ => {
+            t.notes.insert("published_ports".into(), specs.len().into());
+        }
     }
     Ok(())
 }

@@ -1,82 +1,140 @@
 //! Docker's default bridge network rebuilt by hand inside a node
 //! namespace: docker0 with the gateway address, one veth per container,
-//! and — for the "docker-bridge" setup — br_netfilter on plus the rules
-//! dockerd writes. Everything here runs with `-n NODE` / `ip netns exec
-//! NODE`, so no rule or sysctl reaches the root namespace.
+//! br_netfilter on and the rules dockerd writes. Everything here runs with
+//! `-n NODE` / `nsenter --net=NODE`, so no rule or sysctl reaches the root
+//! namespace.
+use std::net::Ipv4Addr;
+
 use anyhow::{Context as _, Result};
 
-use super::topology::{configure_container, Topology, CLIENT_IP, GATEWAY, PREFIX_LEN, SERVER_IP};
+use super::{
+    aim::{self, CLIENT_IP, CONTAINER_IP, GATEWAY, PREFIX_LEN, SERVER_IP},
+    iptables::{self, Published, BASE_RULES},
+    scenario::Setup,
+    topology::{configure_container, Topology},
+    uplink,
+};
 use crate::util::sh;
 
-/// What dockerd (iptables backend, default bridge, no published ports)
-/// writes, in its order. FORWARD policy DROP is set because dockerd does
-/// when it turns on ip_forward. The nat rules matter too: with
-/// br_netfilter the first packet of every bridged flow walks nat
-/// PREROUTING and POSTROUTING.
-const DOCKER_RULES: &[&str] = &[
-    "-t filter -P FORWARD DROP",
-    "-t filter -N DOCKER",
-    "-t filter -N DOCKER-ISOLATION-STAGE-1",
-    "-t filter -N DOCKER-ISOLATION-STAGE-2",
-    "-t filter -N DOCKER-USER",
-    "-t filter -A FORWARD -j DOCKER-USER",
-    "-t filter -A FORWARD -j DOCKER-ISOLATION-STAGE-1",
-    "-t filter -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-    "-t filter -A FORWARD -o docker0 -j DOCKER",
-    "-t filter -A FORWARD -i docker0 ! -o docker0 -j ACCEPT",
-    "-t filter -A FORWARD -i docker0 -o docker0 -j ACCEPT",
-    "-t filter -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2",
-    "-t filter -A DOCKER-ISOLATION-STAGE-1 -j RETURN",
-    "-t filter -A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP",
-    "-t filter -A DOCKER-ISOLATION-STAGE-2 -j RETURN",
-    "-t filter -A DOCKER-USER -j RETURN",
-    "-t nat -N DOCKER",
-    "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-    "-t nat -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
-    "-t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-    "-t nat -A DOCKER -i docker0 -j RETURN",
-];
-
-pub fn build(t: &mut Topology, base: &str, netfilter: bool) -> Result<()> {
-    let node = format!("{base}-node");
+/// c2c: two containers on docker0; `netfilter` = the docker-bridge setup
+/// (br_netfilter on, dockerd's rules), otherwise bridge-nf-off.
+pub fn build_c2c(t: &mut Topology, netfilter: bool) -> Result<()> {
+    let node = format!("{}-node", t.base);
     t.add_netns(&node)?;
     t.node_ns = Some(node.clone());
-
-    let gw = format!("{GATEWAY}/{PREFIX_LEN}");
-    sh(
-        "ip",
-        &["-n", &node, "link", "add", "docker0", "type", "bridge"],
-    )?;
-    sh("ip", &["-n", &node, "addr", "add", &gw, "dev", "docker0"])?;
-    sh("ip", &["-n", &node, "link", "set", "docker0", "up"])?;
-
+    bridge(&node)?;
     let containers = [
         (t.client_ns.clone(), CLIENT_IP, "vethc1"),
         (t.server_ns.clone(), SERVER_IP, "vethc2"),
     ];
     for (ns, ip, host_veth) in containers {
         t.add_netns(&ns)?;
-        sh(
-            "ip",
-            &[
-                "-n", &node, "link", "add", host_veth, "type", "veth", "peer", "name", "eth0",
-                "netns", &ns,
-            ],
-        )?;
-        sh(
-            "ip",
-            &["-n", &node, "link", "set", host_veth, "master", "docker0"],
-        )?;
-        sh("ip", &["-n", &node, "link", "set", host_veth, "up"])?;
-        configure_container(&ns, ip, Some(GATEWAY))?;
+        attach(&node, &ns, ip, host_veth)?;
     }
+    sysctls(t, &node, netfilter)?;
+    if netfilter {
+        iptables::apply_each(&node, BASE_RULES)?;
+    }
+    Ok(())
+}
 
-    // Per-namespace sysctls (br_netfilter is built in, so every netns has
-    // them). Setting them fails loudly if br_netfilter is missing, which
-    // would make the docker-bridge numbers a lie.
+/// nat and publish: one container on docker0 and an uplink to the outside
+/// namespace; br_netfilter on, ip_forward=1 (node namespace only) and
+/// dockerd's rules, plus the published ports' rules for docker-dnat.
+pub fn build_uplinked(t: &mut Topology) -> Result<()> {
+    let node = format!("{}-node", t.base);
+    let outside = t.outside_ns();
+    let container = t.container_ns.clone();
+    t.add_netns(&node)?;
+    t.node_ns = Some(node.clone());
+    t.add_netns(&outside)?;
+    uplink::build(&node, &outside)?;
+    bridge(&node)?;
+    t.add_netns(&container)?;
+    attach(&node, &container, CONTAINER_IP, "vethc1")?;
+    sysctls(t, &node, true)?;
+    iptables::apply_each(&node, BASE_RULES)?;
+    let measured_after = match t.setup {
+        Setup::DockerDnat => Some(aim::OTHER_ENDPOINTS / 2),
+        Setup::DockerDnatFirst => Some(0),
+        _ => None,
+    };
+    if let Some(after) = measured_after {
+        let ports = published_ports(after);
+        let rules: Vec<(&str, String)> = ports.iter().flat_map(|p| p.rules()).collect();
+        iptables::restore(&node, &iptables::restore_input(&rules), true)?;
+        t.notes.insert("published_ports".into(), ports.len().into());
+        t.notes
+            .insert("measured_rules_after_containers".into(), after.into());
+    }
+    Ok(())
+}
+
+/// The busy node's published ports in the order dockerd would have added
+/// them: 10 other containers' 10 ports each, with the measured
+/// container's ports after `after` of them (docker-dnat: in the middle;
+/// docker-dnat-first: first). The position matters: an unreplied UDP
+/// stream stays ctstate NEW, so every one of its packets walks the filter
+/// DOCKER chain down to its ACCEPT.
+pub fn published_ports(after: u8) -> Vec<Published> {
+    let mut out = Vec::new();
+    for i in 0..aim::OTHER_ENDPOINTS {
+        if i == after {
+            for (host_port, ctr_port, proto) in aim::measured_publishes(Setup::DockerDnat) {
+                out.push(Published {
+                    host_port,
+                    ip: CONTAINER_IP,
+                    ctr_port,
+                    proto,
+                });
+            }
+        }
+        for k in 0..aim::OTHER_PORTS_EACH {
+            out.push(Published {
+                host_port: aim::OTHER_HOST_PORT_BASE + u16::from(i) * aim::OTHER_PORTS_EACH + k,
+                ip: aim::other_endpoint_ip(i),
+                ctr_port: aim::OTHER_CTR_PORT_BASE + k,
+                proto: "tcp",
+            });
+        }
+    }
+    out
+}
+
+fn bridge(node: &str) -> Result<()> {
+    let gw = format!("{GATEWAY}/{PREFIX_LEN}");
+    sh(
+        "ip",
+        &["-n", node, "link", "add", "docker0", "type", "bridge"],
+    )?;
+    sh("ip", &["-n", node, "addr", "add", &gw, "dev", "docker0"])?;
+    sh("ip", &["-n", node, "link", "set", "docker0", "up"])?;
+    Ok(())
+}
+
+fn attach(node: &str, ns: &str, ip: Ipv4Addr, host_veth: &str) -> Result<()> {
+    sh(
+        "ip",
+        &[
+            "-n", node, "link", "add", host_veth, "type", "veth", "peer", "name", "eth0", "netns",
+            ns,
+        ],
+    )?;
+    sh(
+        "ip",
+        &["-n", node, "link", "set", host_veth, "master", "docker0"],
+    )?;
+    sh("ip", &["-n", node, "link", "set", host_veth, "up"])?;
+    configure_container(ns, ip, Some(GATEWAY))
+}
+
+/// Per-namespace sysctls (br_netfilter is built in, so every netns has
+/// them). Setting them fails loudly if br_netfilter is missing, which
+/// would make the Docker numbers a lie.
+fn sysctls(t: &Topology, node: &str, netfilter: bool) -> Result<()> {
     let nf = if netfilter { "1" } else { "0" };
     t.exec(
-        &node,
+        node,
         &[
             "sysctl",
             "-q",
@@ -87,20 +145,11 @@ pub fn build(t: &mut Topology, base: &str, netfilter: bool) -> Result<()> {
         ],
     )
     .context("cannot set the br_netfilter sysctls in the node namespace")?;
-
-    if netfilter {
-        for rule in DOCKER_RULES {
-            let mut args = vec!["iptables", "-w", "5"];
-            args.extend(rule.split_whitespace());
-            t.exec(&node, &args)
-                .with_context(|| format!("iptables {rule} in {node}"))?;
-        }
-    }
     Ok(())
 }
 
-/// Conntrack entries in the node namespace: proof that the docker-bridge
-/// traffic really went through br_netfilter and conntrack.
+/// Conntrack entries in the node namespace: proof that the traffic really
+/// went through conntrack.
 pub fn conntrack_count(t: &Topology) -> Option<u64> {
     let node = t.node_ns.as_deref()?;
     t.exec(node, &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
@@ -110,9 +159,26 @@ pub fn conntrack_count(t: &Topology) -> Option<u64> {
         .ok()
 }
 
-/// `iptables -S`-style listing with packet counters, for the JSON report.
-pub fn forward_counters(t: &Topology) -> Option<String> {
+/// Rule listings with packet counters, for the JSON report.
+pub fn counters(t: &Topology, table: &str, chain: &str) -> Option<String> {
     let node = t.node_ns.as_deref()?;
-    t.exec(node, &["iptables", "-w", "5", "-nvxL", "FORWARD"])
+    t.exec(node, &["iptables", "-w", "5", "-t", table, "-nvxL", chain])
         .ok()
+}
+
+/// Drops the node's TCP conntrack entries (after the connection test, so
+/// every measurement starts from the same table; ebridge's table is
+/// cleared the same way).
+pub fn forget_tcp_flows(t: &Topology) -> Result<()> {
+    let Some(node) = t.node_ns.as_deref() else {
+        return Ok(());
+    };
+    // conntrack -D exits 1 when nothing matched; only a missing tool fails.
+    let net = format!("--net=/run/netns/{node}");
+    let out = std::process::Command::new("nsenter")
+        .args([net.as_str(), "--", "conntrack", "-D", "-p", "tcp"])
+        .output()
+        .context("cannot run conntrack; run cargo xtask setup")?;
+    let _ = out.status;
+    Ok(())
 }

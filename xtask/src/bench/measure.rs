@@ -1,6 +1,6 @@
-//! The four measurements. The client always runs in the first container
-//! and targets 172.17.0.3; the server runs in the second and binds that
-//! very address.
+//! The four measurements. Clients run in the topology's client namespace
+//! and send to the scenario's target address (aim.rs); servers run in its
+//! server namespace and bind their address there.
 //!
 //! CPU placement (the same for every setup; on a 2-core box it decides
 //! what is measured):
@@ -17,12 +17,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use super::{metric::Metric, proc::Proc, topology::Topology, topology::SERVER_IP};
+use super::{aim::TUPLE_SPORTS, metric::Metric, proc::Proc, topology::Topology};
 
-const PORT_UDP_RATE: u16 = 9001;
-const PORT_UDP_RR: u16 = 9002;
-const PORT_TCP_CRR: u16 = 9003;
-const PORT_IPERF: u16 = 5201;
 /// How long a server may take to bind; how long past its duration a
 /// client may run before it is killed.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,8 +66,17 @@ impl Measurement {
         match self {
             Measurement::UdpRate => "bench-load udp-blast (sendmmsg, 64-byte payloads) -> udp-sink (recvmmsg); rate = datagrams received / time between first and last; sender and receiver on different CPUs",
             Measurement::UdpRr => "bench-load udp-ping -> udp-echo, 64-byte payload, one in flight, RTT percentiles after 500 warm-up round trips; both on one CPU",
-            Measurement::TcpCrr => "bench-load tcp-crr: connect, write 1 byte, read 1 byte, close, one connection at a time; server accepts in a loop; both on one CPU",
+            Measurement::TcpCrr => "bench-load tcp-crr: connect, write 1 byte, read 1 byte, close, one connection at a time; server accepts in a loop; both on one CPU. nat and publish: every connection binds the next unused (source address, destination address, source port) tuple, so each is a new flow for conntrack and ebridge alike; both tables are cleared of the test's TCP flows after each measurement",
             Measurement::TcpStream => "iperf3 -t SECS single TCP stream, receiver-side bits/s; client and server on different CPUs",
+        }
+    }
+
+    pub fn metrics(self) -> &'static [Metric] {
+        match self {
+            Measurement::UdpRate => &[Metric::UdpPps],
+            Measurement::UdpRr => &[Metric::RttP50, Metric::RttP99],
+            Measurement::TcpCrr => &[Metric::TcpCps],
+            Measurement::TcpStream => &[Metric::TcpBps],
         }
     }
 
@@ -107,14 +112,15 @@ fn field(v: &Value, name: &str) -> Result<f64> {
 }
 
 fn udp_rate(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
-    let target = format!("{SERVER_IP}:{PORT_UDP_RATE}");
+    let aim = t.aim.of(Measurement::UdpRate);
+    let (target, bind) = (aim.to.to_string(), aim.bind.to_string());
     let max = (ctx.secs as u64 + GRACE.as_secs()).to_string();
     let mut sink = load(
         &t.server_ns,
         "udp-sink",
         ctx,
         ctx.cpus[1],
-        &strings(&["udp-sink", "--bind", &target, "--max-secs", &max]),
+        &strings(&["udp-sink", "--bind", &bind, "--max-secs", &max]),
     )?;
     sink.wait_for_line("ready", READY_TIMEOUT)?;
     let blast = load(
@@ -147,14 +153,15 @@ fn udp_rate(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
 }
 
 fn udp_rr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
-    let target = format!("{SERVER_IP}:{PORT_UDP_RR}");
+    let aim = t.aim.of(Measurement::UdpRr);
+    let (target, bind) = (aim.to.to_string(), aim.bind.to_string());
     let max = (ctx.secs as u64 + 2 * GRACE.as_secs()).to_string();
     let mut echo = load(
         &t.server_ns,
         "udp-echo",
         ctx,
         ctx.cpus[1],
-        &strings(&["udp-echo", "--bind", &target, "--max-secs", &max]),
+        &strings(&["udp-echo", "--bind", &bind, "--max-secs", &max]),
     )?;
     echo.wait_for_line("ready", READY_TIMEOUT)?;
     let ping = load(
@@ -188,26 +195,39 @@ fn udp_rr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
 }
 
 fn tcp_crr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
-    let target = format!("{SERVER_IP}:{PORT_TCP_CRR}");
+    let aim = t.aim.of(Measurement::TcpCrr);
+    let (target, bind) = (aim.to.to_string(), aim.bind.to_string());
     let max = (ctx.secs as u64 + 2 * GRACE.as_secs()).to_string();
     let mut server = load(
         &t.server_ns,
         "tcp-crr-server",
         ctx,
         ctx.cpus[1],
-        &strings(&["tcp-crr-server", "--bind", &target, "--max-secs", &max]),
+        &strings(&["tcp-crr-server", "--bind", &bind, "--max-secs", &max]),
     )?;
     server.wait_for_line("ready", READY_TIMEOUT)?;
-    let client = load(
-        &t.client_ns,
-        "tcp-crr",
-        ctx,
-        ctx.cpus[1],
-        &strings(&["tcp-crr", "--to", &target, "--secs", &ctx.secs.to_string()]),
-    )?
-    .finish(Duration::from_secs(ctx.secs.into()) + GRACE)?;
+    let mut args = strings(&["tcp-crr", "--to", &target, "--secs", &ctx.secs.to_string()]);
+    if let Some(tuples) = t.aim.crr_tuples {
+        args.extend(strings(&[
+            "--to-count",
+            &tuples.to_count.to_string(),
+            "--from",
+            &tuples.from.to_string(),
+            "--from-count",
+            &tuples.from_count.to_string(),
+            "--sports",
+            &format!("{}-{}", TUPLE_SPORTS.0, TUPLE_SPORTS.1),
+            "--first",
+            &t.next_tuple.get().to_string(),
+        ]));
+    }
+    let client = load(&t.client_ns, "tcp-crr", ctx, ctx.cpus[1], &args)?
+        .finish(Duration::from_secs(ctx.secs.into()) + GRACE)?;
     server.stop();
     let client = parse(&client, "tcp-crr")?;
+    if let Some(next) = client["next_tuple"].as_u64() {
+        t.next_tuple.set(next);
+    }
     let cps = field(&client, "cps")?;
     if cps <= 0.0 {
         bail!("tcp-crr completed no connection: {client}");
@@ -219,8 +239,9 @@ fn tcp_crr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
 }
 
 fn tcp_stream(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
-    let server_ip = SERVER_IP.to_string();
-    let port = PORT_IPERF.to_string();
+    let aim = t.aim.of(Measurement::TcpStream);
+    let (server_ip, bind_ip) = (aim.to.ip().to_string(), aim.bind.ip().to_string());
+    let (port, bind_port) = (aim.to.port().to_string(), aim.bind.port().to_string());
     // --forceflush: the "Server listening" line must reach the pipe now;
     // -1: the server exits after this one test.
     let mut server = Proc::spawn_in(
@@ -232,9 +253,9 @@ fn tcp_stream(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
             "-1",
             "--forceflush",
             "-B",
-            &server_ip,
+            &bind_ip,
             "-p",
-            &port,
+            &bind_port,
             "-A",
             &ctx.cpus[1].to_string(),
         ],

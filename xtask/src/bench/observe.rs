@@ -2,42 +2,49 @@
 //! before they are removed, for the report.
 use serde_json::{json, Map, Value};
 
-use super::{
-    ebridge_node, linux_bridge,
-    topology::{Setup, Topology},
-};
+use super::{ebridge_node, linux_bridge, natmap, scenario::Scenario, topology::Topology};
 
-/// Evidence of which path the packets took, for the report.
 pub fn observe(topologies: &[Topology]) -> Value {
     let mut obs = Map::new();
     for t in topologies {
-        match t.setup {
-            Setup::DockerBridge => {
-                let count = linux_bridge::conntrack_count(t);
-                println!(
-                    "docker-bridge: {} conntrack entries in the node namespace",
-                    count.map_or("?".into(), |c| c.to_string())
-                );
-                obs.insert(
-                    t.setup.key().into(),
-                    json!({
-                        "nf_conntrack_count": count,
-                        "iptables_forward": linux_bridge::forward_counters(t),
-                    }),
-                );
+        let key = t.setup.key();
+        if t.setup.is_docker() {
+            let count = linux_bridge::conntrack_count(t);
+            println!(
+                "{key}: {} conntrack entries in the node namespace",
+                count.map_or("?".into(), |c| c.to_string())
+            );
+            let mut o = json!({
+                "nf_conntrack_count": count,
+                "iptables_forward": linux_bridge::counters(t, "filter", "FORWARD"),
+            });
+            if t.scenario != Scenario::C2c {
+                o["iptables_nat_postrouting"] =
+                    json!(linux_bridge::counters(t, "nat", "POSTROUTING"));
+                o["iptables_nat_docker"] = json!(linux_bridge::counters(t, "nat", "DOCKER"));
             }
-            Setup::Ebridge => {
-                let stats = ebridge_node::stats(t);
-                if let Some(s) = &stats {
-                    let totals: Vec<String> = ebridge_node::verdict_totals(s)
-                        .iter()
-                        .map(|(v, n)| format!("{v} {n}"))
-                        .collect();
-                    println!("ebridge datapath packets: {}", totals.join(", "));
-                }
-                obs.insert(t.setup.key().into(), json!({ "stats": stats }));
+            obs.insert(key.into(), o);
+        } else if let Some(bridge) = &t.ebridge_bridge {
+            let stats = ebridge_node::stats(t);
+            if let Some(s) = &stats {
+                let totals: Vec<String> = ebridge_node::verdict_totals(s)
+                    .iter()
+                    .map(|(v, n)| format!("{v} {n}"))
+                    .collect();
+                println!("{key}: datapath packets {}", totals.join(", "));
             }
-            Setup::BareVeth | Setup::BridgeNfOff => {}
+            let entries = if t.scenario == Scenario::C2c {
+                None
+            } else {
+                natmap::count(bridge).ok()
+            };
+            if let Some(n) = entries {
+                println!("{key}: {n} entries in the nat map at the end");
+            }
+            obs.insert(
+                key.into(),
+                json!({ "stats": stats, "nat_entries_at_end": entries }),
+            );
         }
     }
     Value::Object(obs)

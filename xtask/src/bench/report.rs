@@ -1,14 +1,14 @@
-//! The table on stdout and the JSON under target/bench/.
+//! A scenario's tables on stdout and its JSON under target/bench/.
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use serde_json::{json, Map, Value};
 
 use super::{
-    measure::Measurement,
     metric::{fmt_num, Metric},
-    stats::{Results, TARGETS},
-    topology::Setup,
+    scenario::{Scenario, Setup},
+    stats::{Extra, Results},
+    topology::Topology,
 };
 use crate::util::workspace_root;
 
@@ -29,62 +29,68 @@ pub struct RunInfo {
 
 const LABEL_W: usize = 34;
 const CELL_W: usize = 24;
-const RATIO_W: usize = 22;
+const RATIO_W: usize = 30;
 
 fn label(m: Metric) -> String {
     format!("{} [{}]", m.label(), m.table_unit())
 }
 
-pub fn print_table(info: &RunInfo, r: &Results) {
+fn spread_cell(r: &Results, m: Metric, s: Setup) -> String {
+    match r.spread(m, s) {
+        Some(sp) => format!(
+            "{} [{} - {}]",
+            fmt_num(m.to_table_unit(sp.median)),
+            fmt_num(m.to_table_unit(sp.min)),
+            fmt_num(m.to_table_unit(sp.max))
+        ),
+        None => "-".into(),
+    }
+}
+
+fn ratio_cell(r: &Results, m: Metric, a: Setup, b: Setup) -> String {
+    match (r.ratio(m, a, b), r.paired_ratios(m, a, b)) {
+        (Some(x), Some(p)) => format!("{x:.2}x [{:.2}-{:.2}]", p.min, p.max),
+        (Some(x), None) => format!("{x:.2}x"),
+        _ => "-".into(),
+    }
+}
+
+pub fn print_table(scenario: Scenario, info: &RunInfo, r: &Results, extras: &[Extra]) {
     println!(
-        "\nc2c benchmark: {} reps x {} s per measurement, setups interleaved; median [min - max]",
-        info.reps, info.secs
+        "\n{} benchmark ({}): {} reps x {} s per measurement, setups interleaved; median [min - max]",
+        scenario.key(),
+        scenario.title(),
+        info.reps,
+        info.secs
     );
     print!("{:<LABEL_W$}", "metric");
-    for s in Setup::ALL {
+    for s in scenario.setups() {
         print!("{:<CELL_W$}", s.key());
     }
     println!();
-    for m in Metric::ALL {
+    for m in scenario.metrics() {
         print!("{:<LABEL_W$}", label(m));
-        for s in Setup::ALL {
-            let cell = match r.spread(m, s) {
-                Some(sp) => format!(
-                    "{} [{} - {}]",
-                    fmt_num(m.to_table_unit(sp.median)),
-                    fmt_num(m.to_table_unit(sp.min)),
-                    fmt_num(m.to_table_unit(sp.max))
-                ),
-                None => "-".into(),
-            };
-            print!("{cell:<CELL_W$}");
+        for &s in scenario.setups() {
+            print!("{:<CELL_W$}", spread_cell(r, m, s));
         }
         println!();
     }
 
     println!(
-        "\nebridge / other: ratio of the medians [min - max of the ratios within each rep]; latency: lower is better"
+        "\nratios: of the medians [min - max of the ratios within each rep]; latency: lower is better"
     );
-    let others = [Setup::DockerBridge, Setup::BridgeNfOff, Setup::BareVeth];
     print!("{:<LABEL_W$}", "metric");
-    for s in others {
-        print!("{:<RATIO_W$}", format!("vs {}", s.key()));
+    for (a, b) in scenario.ratio_pairs() {
+        print!("{:<RATIO_W$} ", format!("{}/{}", a.key(), b.key()));
     }
     println!("target");
-    for m in Metric::ALL {
+    let targets = scenario.targets();
+    for m in scenario.metrics() {
         print!("{:<LABEL_W$}", m.label());
-        for s in others {
-            let cell = match (
-                r.ratio(m, Setup::Ebridge, s),
-                r.paired_ratios(m, Setup::Ebridge, s),
-            ) {
-                (Some(x), Some(p)) => format!("{x:.2}x [{:.2}-{:.2}]", p.min, p.max),
-                (Some(x), None) => format!("{x:.2}x"),
-                _ => "-".into(),
-            };
-            print!("{cell:<RATIO_W$}");
+        for &(a, b) in scenario.ratio_pairs() {
+            print!("{:<RATIO_W$} ", ratio_cell(r, m, a, b));
         }
-        let targets: Vec<String> = TARGETS
+        let verdicts: Vec<String> = targets
             .iter()
             .filter(|t| t.metric == m)
             .map(|t| match t.check(r) {
@@ -94,18 +100,23 @@ pub fn print_table(info: &RunInfo, r: &Results) {
             .collect();
         println!(
             "{}",
-            if targets.is_empty() {
+            if verdicts.is_empty() {
                 "(none)".to_string()
             } else {
-                targets.join("; ")
+                verdicts.join("; ")
             }
         );
     }
-    let met = TARGETS
+    print_extras(extras);
+    let met = targets
         .iter()
         .filter(|t| t.check(r).is_some_and(|v| v.met))
         .count();
-    println!("\ntargets met: {met} of {}", TARGETS.len());
+    println!(
+        "\n{} targets met: {met} of {}",
+        scenario.key(),
+        targets.len()
+    );
     if info.disturbed_samples > 0 {
         println!(
             "note: {} of {} samples were measured while other processes used more than {:.0}% of the CPU (foreign_cpu_share in the JSON)",
@@ -116,26 +127,72 @@ pub fn print_table(info: &RunInfo, r: &Results) {
     }
 }
 
-pub fn to_json(info: &RunInfo, r: &Results, runs: Vec<Value>, observations: Value) -> Value {
+fn print_extras(extras: &[Extra]) {
+    if extras.is_empty() {
+        return;
+    }
+    println!("\ncosts: median [min - max] over the samples");
+    for e in extras {
+        if let Some(sp) = e.spread() {
+            println!(
+                "{:<44}{} {} [{} - {}] ({} samples)",
+                e.label,
+                fmt_num(sp.median),
+                e.unit,
+                fmt_num(sp.min),
+                fmt_num(sp.max),
+                sp.samples.len()
+            );
+        }
+    }
+}
+
+fn spread_json(sp: &super::stats::Spread) -> Value {
+    json!({"median": sp.median, "min": sp.min, "max": sp.max, "samples": sp.samples})
+}
+
+pub struct Report<'a> {
+    pub scenario: Scenario,
+    pub info: &'a RunInfo,
+    pub results: &'a Results,
+    pub runs: Vec<Value>,
+    pub observations: Value,
+    pub extras: &'a [Extra],
+    /// What building each setup measured or set (setup key -> notes).
+    pub notes: Map<String, Value>,
+}
+
+pub fn setup_notes(topologies: &[Topology]) -> Map<String, Value> {
+    topologies
+        .iter()
+        .map(|t| (t.setup.key().to_string(), Value::Object(t.notes.clone())))
+        .collect()
+}
+
+pub fn to_json(rep: Report) -> Value {
+    let Report {
+        scenario,
+        info,
+        results: r,
+        runs,
+        observations,
+        extras,
+        notes,
+    } = rep;
     let mut metrics = Map::new();
-    for m in Metric::ALL {
+    for m in scenario.metrics() {
         let mut per_setup = Map::new();
-        for s in Setup::ALL {
+        for &s in scenario.setups() {
             if let Some(sp) = r.spread(m, s) {
-                per_setup.insert(
-                    s.key().into(),
-                    json!({"median": sp.median, "min": sp.min, "max": sp.max, "samples": sp.samples}),
-                );
+                per_setup.insert(s.key().into(), spread_json(&sp));
             }
         }
         let mut ratios = Map::new();
-        for s in [Setup::DockerBridge, Setup::BridgeNfOff, Setup::BareVeth] {
-            if let Some(x) = r.ratio(m, Setup::Ebridge, s) {
-                let paired = r.paired_ratios(m, Setup::Ebridge, s).map(|p| {
-                    json!({"median": p.median, "min": p.min, "max": p.max, "samples": p.samples})
-                });
+        for &(a, b) in scenario.ratio_pairs() {
+            if let Some(x) = r.ratio(m, a, b) {
+                let paired = r.paired_ratios(m, a, b).map(|p| spread_json(&p));
                 ratios.insert(
-                    format!("ebridge/{}", s.key()),
+                    format!("{}/{}", a.key(), b.key()),
                     json!({"of_medians": x, "within_rep": paired}),
                 );
             }
@@ -151,14 +208,15 @@ pub fn to_json(info: &RunInfo, r: &Results, runs: Vec<Value>, observations: Valu
             }),
         );
     }
-    let targets: Vec<Value> = TARGETS
+    let targets: Vec<Value> = scenario
+        .targets()
         .iter()
         .map(|t| {
             let (op, threshold) = t.op();
             let checked = t.check(r);
             json!({
                 "metric": t.metric.key(),
-                "ratio_of": format!("ebridge/{}", t.against.key()),
+                "ratio_of": t.ratio_of(),
                 "op": op,
                 "threshold": threshold,
                 "ratio": checked.as_ref().map(|v| v.ratio),
@@ -168,38 +226,93 @@ pub fn to_json(info: &RunInfo, r: &Results, runs: Vec<Value>, observations: Valu
         })
         .collect();
     let all_met = targets.iter().all(|t| t["met"] == json!(true));
+    let extras: Map<String, Value> = extras
+        .iter()
+        .filter_map(|e| {
+            let sp = e.spread()?;
+            Some((
+                e.key.clone(),
+                json!({
+                    "label": e.label,
+                    "unit": e.unit,
+                    "how": e.how,
+                    "median": sp.median,
+                    "min": sp.min,
+                    "max": sp.max,
+                    "samples": sp.samples,
+                }),
+            ))
+        })
+        .collect();
+    let measurements: Vec<Value> = scenario
+        .measurements()
+        .iter()
+        .map(|m| {
+            let setups: Vec<&str> = scenario
+                .setups()
+                .iter()
+                .filter(|&&s| scenario.takes(s, *m))
+                .map(|s| s.key())
+                .collect();
+            json!({"key": m.key(), "description": m.describe(), "setups": setups})
+        })
+        .collect();
     json!({
-        "benchmark": "c2c",
+        "benchmark": scenario.key(),
+        "title": scenario.title(),
         "started": info.started,
         "finished": info.finished,
         "host": {"kernel": info.kernel, "cpus_used": info.cpus, "iperf3": info.iperf3},
         "config": {
             "reps": info.reps,
             "secs_per_measurement": info.secs,
-            "order": "for each rep, for each measurement, every setup in turn; the setup order rotates by one each rep",
-            "client": "172.17.0.2 (first container)",
-            "server": "172.17.0.3 (second container), servers bind that address",
+            "order": "for each rep, for each measurement, every setup that takes it in turn; the setup order rotates by one each rep",
             "disturbed_share_threshold": info.disturbed_share,
             "disturbed_samples": info.disturbed_samples,
         },
-        "setups": Setup::ALL.iter().map(|s| json!({"key": s.key(), "description": s.describe()})).collect::<Vec<_>>(),
-        "measurements": Measurement::ALL.iter().map(|m| json!({"key": m.key(), "description": m.describe()})).collect::<Vec<_>>(),
+        "setups": scenario.setups().iter().map(|s| json!({
+            "key": s.key(),
+            "description": s.describe(scenario),
+            "built": notes.get(s.key()),
+        })).collect::<Vec<_>>(),
+        "measurements": measurements,
         "metrics": metrics,
         "targets": targets,
         "all_targets_met": all_met,
+        "costs": extras,
         "observations": observations,
         "runs": runs,
     })
 }
 
-/// Writes target/bench/c2c-<stamp>.json and target/bench/latest.json.
-pub fn write_json(report: &Value, stamp: &str) -> Result<PathBuf> {
+/// Writes target/bench/<scenario>-<stamp>.json and
+/// target/bench/latest-<scenario>.json, and records the run in
+/// target/bench/latest.json, the index of every scenario's latest run.
+pub fn write_json(scenario: Scenario, report: &Value, stamp: &str) -> Result<PathBuf> {
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = serde_json::to_string_pretty(report)?;
-    let path = dir.join(format!("c2c-{stamp}.json"));
+    let name = format!("{}-{stamp}.json", scenario.key());
+    let path = dir.join(&name);
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-    let latest = dir.join("latest.json");
+    let latest = dir.join(format!("latest-{}.json", scenario.key()));
     std::fs::write(&latest, &text).with_context(|| format!("cannot write {}", latest.display()))?;
+
+    let index_path = dir.join("latest.json");
+    // The index from before the scenarios (a whole c2c report) is replaced.
+    let mut index = std::fs::read_to_string(&index_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|v| v.get("scenarios").is_some())
+        .unwrap_or_else(|| json!({"scenarios": {}}));
+    index["about"] = json!("latest run of each scenario of cargo xtask bench; the full reports are the files named here");
+    index["scenarios"][scenario.key()] = json!({
+        "file": name,
+        "finished": report["finished"],
+        "all_targets_met": report["all_targets_met"],
+        "targets": report["targets"],
+    });
+    std::fs::write(&index_path, serde_json::to_string_pretty(&index)?)
+        .with_context(|| format!("cannot write {}", index_path.display()))?;
     Ok(path)
 }

@@ -10,6 +10,7 @@ use super::{
     cpu,
     measure::{self, Ctx, Measurement},
     metric::fmt_num,
+    scenario::Scenario,
     signal,
     stats::Results,
     topology::Topology,
@@ -23,27 +24,51 @@ const MAX_ATTEMPTS: u32 = 3;
 const QUIET_WAIT: Duration = Duration::from_secs(5);
 
 /// Extra time (waiting and measuring again) a run may spend on disturbed
-/// samples: half the nominal run time. After that, disturbed samples are
+/// samples: a quarter of the nominal run time. After that, disturbed samples are
 /// kept and flagged in the report.
 struct Patience {
     left: Duration,
+}
+
+/// Measurements of one round: (measurement, setup) pairs the scenario
+/// takes.
+pub fn per_round(scenario: Scenario) -> usize {
+    scenario
+        .measurements()
+        .iter()
+        .map(|&m| {
+            scenario
+                .setups()
+                .iter()
+                .filter(|&&s| scenario.takes(s, m))
+                .count()
+        })
+        .sum()
 }
 
 /// One discarded warm-up round (ARP, FDB, conntrack, TIME_WAIT state and
 /// caches reach their steady state), then `reps` rounds. Within a round
 /// each measurement runs on every setup back to back, so the setups see
 /// the same machine conditions; the setup order rotates every round.
-pub fn measure_all(topologies: &[Topology], ctx: &Ctx, reps: u32) -> Result<(Results, Vec<Value>)> {
+pub fn measure_all(
+    scenario: Scenario,
+    topologies: &[Topology],
+    ctx: &Ctx,
+    reps: u32,
+) -> Result<(Results, Vec<Value>)> {
     let mut results = Results::default();
-    let nominal = Duration::from_secs(u64::from(ctx.secs) + 1)
-        * (reps * (topologies.len() * Measurement::ALL.len()) as u32);
-    let mut patience = Patience { left: nominal / 2 };
+    let nominal =
+        Duration::from_secs(u64::from(ctx.secs) + 1) * (reps * per_round(scenario) as u32);
+    let mut patience = Patience { left: nominal / 4 };
     let mut runs = Vec::new();
     for round in 0..=reps {
         let warmup = round == 0;
-        for m in Measurement::ALL {
+        for &m in scenario.measurements() {
             for i in 0..topologies.len() {
                 let t = &topologies[(i + round as usize) % topologies.len()];
+                if !scenario.takes(t.setup, m) {
+                    continue;
+                }
                 signal::check()?;
                 let tag = if warmup {
                     "warm-up".to_string()
@@ -64,7 +89,7 @@ pub fn measure_all(topologies: &[Topology], ctx: &Ctx, reps: u32) -> Result<(Res
                     })
                     .collect();
                 println!(
-                    "  {tag:<9} {:<11} {:<14} {:<32} (others used {:.1}% CPU)",
+                    "  {tag:<9} {:<11} {:<17} {:<32} (others used {:.1}% CPU)",
                     m.key(),
                     t.setup.key(),
                     shown.join(", "),
@@ -85,6 +110,7 @@ pub fn measure_all(topologies: &[Topology], ctx: &Ctx, reps: u32) -> Result<(Res
                     "values": values,
                     "foreign_cpu_share": sample.foreign_share,
                     "attempts": sample.attempts,
+                    "flow_entries_cleared_after": sample.cleared,
                     "raw": sample.outcome.raw,
                 }));
             }
@@ -99,6 +125,9 @@ struct Sample {
     foreign_share: f64,
     /// How many were made.
     attempts: u32,
+    /// Connection-tracking entries the attempts left and the bench
+    /// removed (None: nothing to clear).
+    cleared: Option<u64>,
 }
 
 /// Measures until other processes stayed quiet (or MAX_ATTEMPTS, or the
@@ -112,11 +141,18 @@ fn measure_undisturbed(
 ) -> Result<Sample> {
     let mut best: Option<Sample> = None;
     let mut made = 0;
+    let mut cleared: Option<u64> = None;
     loop {
         made += 1;
         let before = cpu::snapshot()?;
-        let outcome = run_with_retry(m, t, ctx)?;
+        let outcome = run_with_retry(m, t, ctx);
         let foreign_share = cpu::foreign_share(&before, &cpu::snapshot()?);
+        // Cleared after every attempt (failed ones too), outside the
+        // measured time, so no attempt starts with another's flows.
+        if let Some(n) = t.forget_test_flows(m)? {
+            cleared = Some(cleared.unwrap_or(0) + n);
+        }
+        let outcome = outcome?;
         if best
             .as_ref()
             .is_none_or(|b| foreign_share < b.foreign_share)
@@ -125,6 +161,7 @@ fn measure_undisturbed(
                 outcome,
                 foreign_share,
                 attempts: 0,
+                cleared: None,
             });
         }
         if foreign_share <= DISTURBED_SHARE
@@ -149,6 +186,7 @@ fn measure_undisturbed(
     }
     let mut sample = best.context("no attempt was made")?;
     sample.attempts = made;
+    sample.cleared = cleared;
     Ok(sample)
 }
 

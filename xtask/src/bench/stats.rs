@@ -1,8 +1,9 @@
-//! Samples per (metric, setup), their median and spread, ebridge's ratios
-//! and the issue's targets.
+//! Samples per (metric, setup), their median and spread, ratios between
+//! setups and the targets; and the one-off costs (fill time, publishing
+//! time) with their own samples.
 use std::collections::BTreeMap;
 
-use super::{metric::Metric, topology::Setup};
+use super::{metric::Metric, scenario::Setup};
 
 /// Samples keyed by (metric, setup), each tagged with its repetition so
 /// setups measured back to back can be paired.
@@ -18,7 +19,7 @@ pub struct Spread {
     pub samples: Vec<f64>,
 }
 
-fn spread_of(samples: Vec<f64>) -> Option<Spread> {
+pub fn spread_of(samples: Vec<f64>) -> Option<Spread> {
     if samples.is_empty() {
         return None;
     }
@@ -80,48 +81,26 @@ pub enum Bound {
     AtMost(f64),
 }
 
-/// ebridge's median over `against`'s median must satisfy `bound`.
+/// `subject`'s median over `against`'s median must satisfy `bound`.
 pub struct Target {
     pub metric: Metric,
+    pub subject: Setup,
     pub against: Setup,
     pub bound: Bound,
 }
 
-/// From the issue: packet rate >= 1.5x Docker's bridge and >= 0.9x the
-/// bare veth; p50 latency <= 0.85x Docker's; connections per second >=
-/// 1.3x Docker's; TCP throughput not below Docker's.
-pub const TARGETS: [Target; 5] = [
-    Target {
-        metric: Metric::UdpPps,
-        against: Setup::DockerBridge,
-        bound: Bound::AtLeast(1.5),
-    },
-    Target {
-        metric: Metric::UdpPps,
-        against: Setup::BareVeth,
-        bound: Bound::AtLeast(0.9),
-    },
-    Target {
-        metric: Metric::RttP50,
-        against: Setup::DockerBridge,
-        bound: Bound::AtMost(0.85),
-    },
-    Target {
-        metric: Metric::TcpCps,
-        against: Setup::DockerBridge,
-        bound: Bound::AtLeast(1.3),
-    },
-    Target {
-        metric: Metric::TcpBps,
-        against: Setup::DockerBridge,
-        bound: Bound::AtLeast(1.0),
-    },
-];
-
 impl Target {
     pub fn describe(&self) -> String {
         let (op, x) = self.op();
-        format!("{op} {x:.2}x {}", self.against.key())
+        if self.subject == Setup::Ebridge {
+            format!("{op} {x:.2}x {}", self.against.key())
+        } else {
+            format!("{}/{} {op} {x:.2}", self.subject.key(), self.against.key())
+        }
+    }
+
+    pub fn ratio_of(&self) -> String {
+        format!("{}/{}", self.subject.key(), self.against.key())
     }
 
     pub fn op(&self) -> (&'static str, f64) {
@@ -140,12 +119,12 @@ impl Target {
 
     /// Judged on the ratio of the medians (None: no data).
     pub fn check(&self, r: &Results) -> Option<Verdict> {
-        let ratio = r.ratio(self.metric, Setup::Ebridge, self.against)?;
+        let ratio = r.ratio(self.metric, self.subject, self.against)?;
         let met = self.holds(ratio);
         // With run-to-run noise near the bound, the verdict can flip from
         // one repetition to the next; say so rather than hide it.
         let every_rep = r
-            .paired_ratios(self.metric, Setup::Ebridge, self.against)
+            .paired_ratios(self.metric, self.subject, self.against)
             .is_some_and(|p| p.samples.iter().all(|&x| self.holds(x) == met));
         Some(Verdict {
             ratio,
@@ -170,5 +149,32 @@ impl Verdict {
             (false, true) => "NOT MET",
             (false, false) => "NOT MET (met in some reps)",
         }
+    }
+}
+
+/// A cost measured outside the rounds (seconds to fill a table, to
+/// publish 1,000 ports...), with its samples.
+pub struct Extra {
+    pub key: String,
+    pub label: String,
+    pub unit: &'static str,
+    pub samples: Vec<f64>,
+    /// How it was measured.
+    pub how: String,
+}
+
+impl Extra {
+    pub fn new(key: &str, label: &str, unit: &'static str, how: &str) -> Self {
+        Self {
+            key: key.into(),
+            label: label.into(),
+            unit,
+            samples: Vec::new(),
+            how: how.into(),
+        }
+    }
+
+    pub fn spread(&self) -> Option<Spread> {
+        spread_of(self.samples.clone())
     }
 }

@@ -1,104 +1,90 @@
-//! The two-container topology, built four ways. Every namespace is made
-//! here with a per-run name and removed by the guard's Drop, so a failure,
-//! a panic or Ctrl-C leaves nothing behind. The root namespace is never
-//! touched: no address, route, rule or sysctl outside the namespaces made
-//! here.
-use std::net::Ipv4Addr;
+//! One setup of one scenario, built in network namespaces. Every namespace
+//! is made here with a per-run name and removed by the guard's Drop, so a
+//! failure, a panic or Ctrl-C leaves nothing behind. The root namespace is
+//! never touched: no address, route, rule or sysctl outside the namespaces
+//! made here.
+use std::{cell::Cell, net::Ipv4Addr};
 
 use anyhow::{Context as _, Result};
+use serde_json::{Map, Value};
 
-use super::{ebridge_node, linux_bridge};
+use super::{
+    aim::{Aim, CONTAINER_IP, OUTSIDE_IP, PREFIX_LEN},
+    bare, ebridge_node, linux_bridge,
+    measure::Measurement,
+    natmap,
+    scenario::{Scenario, Setup},
+};
 use crate::util::{sh, sh_quiet};
-
-/// Docker's default bridge addressing, used by every setup.
-pub const SUBNET: &str = "172.17.0.0/16";
-pub const PREFIX_LEN: u8 = 16;
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
-pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
-pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 3);
-
-/// Namespaces of a run are named `<RUN_PREFIX><pid>-...`.
-pub const RUN_PREFIX: &str = "ebench";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Setup {
-    BareVeth,
-    DockerBridge,
-    BridgeNfOff,
-    Ebridge,
-}
-
-impl Setup {
-    pub const ALL: [Setup; 4] = [
-        Setup::BareVeth,
-        Setup::DockerBridge,
-        Setup::BridgeNfOff,
-        Setup::Ebridge,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Setup::BareVeth => "bare-veth",
-            Setup::DockerBridge => "docker-bridge",
-            Setup::BridgeNfOff => "bridge-nf-off",
-            Setup::Ebridge => "ebridge",
-        }
-    }
-
-    /// Short tag for namespace names.
-    fn tag(self) -> &'static str {
-        match self {
-            Setup::BareVeth => "bare",
-            Setup::DockerBridge => "docker",
-            Setup::BridgeNfOff => "nfoff",
-            Setup::Ebridge => "ebr",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Setup::BareVeth => "one veth pair straight between the two container namespaces (the physical limit)",
-            Setup::DockerBridge => "Linux bridge docker0 in a node namespace with bridge-nf-call-iptables=1, Docker's filter FORWARD chains, conntrack and nat MASQUERADE rules",
-            Setup::BridgeNfOff => "the same Linux bridge with bridge-nf-call-iptables=0 and no rules",
-            Setup::Ebridge => "ebridge up + two ebridge endpoint add in a node namespace with an uplink veth to an outside namespace; node sysctls left at their defaults, no iptables rules",
-        }
-    }
-}
 
 /// A built topology; dropping it removes it.
 pub struct Topology {
+    pub scenario: Scenario,
     pub setup: Setup,
+    /// `<run id><code>`: prefix of every name this setup makes.
+    pub base: String,
+    /// Where the measurements' clients run.
     pub client_ns: String,
+    /// Where their servers run.
     pub server_ns: String,
+    /// The container namespace (c2c: the client's).
+    pub container_ns: String,
     pub node_ns: Option<String>,
     /// The ebridge bridge name once `ebridge up` may have run.
     pub ebridge_bridge: Option<String>,
+    pub aim: Aim,
+    /// The connection test's next unused tuple (see bench-load tcp-crr).
+    pub next_tuple: Cell<u64>,
+    /// What building measured or set up, for the report.
+    pub notes: Map<String, Value>,
     /// Every namespace this run made or had made, in creation order.
     namespaces: Vec<String>,
 }
 
 impl Topology {
-    pub fn build(setup: Setup, run_id: &str) -> Result<Self> {
-        let base = format!("{run_id}-{}", setup.tag());
+    /// `secs`: seconds per measurement (sizes ebridge's NAT table).
+    pub fn build(scenario: Scenario, setup: Setup, run_id: &str, secs: u32) -> Result<Self> {
+        let base = format!("{run_id}{}", scenario.code(setup));
+        let container = format!("{base}-c1");
+        let outside = format!("{base}-out");
+        let (client_ns, server_ns) = match scenario {
+            Scenario::C2c => (container.clone(), format!("{base}-c2")),
+            Scenario::Nat => (container.clone(), outside),
+            Scenario::Publish => (outside, container.clone()),
+        };
         let mut t = Topology {
+            scenario,
             setup,
-            client_ns: format!("{base}-c1"),
-            server_ns: format!("{base}-c2"),
+            base,
+            client_ns,
+            server_ns,
+            container_ns: container,
             node_ns: None,
             ebridge_bridge: None,
+            aim: Aim::new(scenario, setup),
+            next_tuple: Cell::new(0),
+            notes: Map::new(),
             namespaces: Vec::new(),
         };
-        match setup {
-            Setup::BareVeth => build_bare(&mut t)?,
-            Setup::DockerBridge => linux_bridge::build(&mut t, &base, true)?,
-            Setup::BridgeNfOff => linux_bridge::build(&mut t, &base, false)?,
-            // The bridge name also names the pin directory: unique per run.
-            Setup::Ebridge => ebridge_node::build(&mut t, &base, run_id)?,
+        match (scenario, setup) {
+            (Scenario::C2c, Setup::BareVeth) => bare::pair(&mut t)?,
+            (_, Setup::BareVeth) => bare::to_outside(&mut t)?,
+            (Scenario::C2c, Setup::DockerBridge) => linux_bridge::build_c2c(&mut t, true)?,
+            (Scenario::C2c, Setup::BridgeNfOff) => linux_bridge::build_c2c(&mut t, false)?,
+            (_, Setup::DockerNat | Setup::DockerDnat | Setup::DockerDnatFirst) => {
+                linux_bridge::build_uplinked(&mut t)?
+            }
+            (_, s) if s.is_ebridge() => ebridge_node::build(&mut t, secs)?,
+            (s, setup) => anyhow::bail!("{} has no setup {}", s.key(), setup.key()),
         }
         t.tune_client()?;
         t.check_reachable()
             .with_context(|| format!("{}: the client cannot reach the server", setup.key()))?;
         Ok(t)
+    }
+
+    pub fn outside_ns(&self) -> String {
+        format!("{}-out", self.base)
     }
 
     /// Creates a namespace, recording it for removal first.
@@ -138,14 +124,44 @@ impl Topology {
         Ok(())
     }
 
-    /// Also resolves ARP and, for ebridge, lets the FDB learn both MACs.
+    /// Also resolves ARP and, for ebridge, lets the FDB learn the MACs.
+    /// The node answers ping on its own address, so for the publish
+    /// scenario this proves the path to the node; the warm-up round proves
+    /// the published ports.
     fn check_reachable(&self) -> Result<()> {
-        let server = SERVER_IP.to_string();
+        let target = match self.scenario {
+            Scenario::Nat => OUTSIDE_IP.to_string(),
+            _ => self.aim.of(Measurement::UdpRr).to.ip().to_string(),
+        };
         self.exec(
             &self.client_ns,
-            &["ping", "-c", "3", "-i", "0.2", "-w", "5", "-q", &server],
+            &["ping", "-c", "3", "-i", "0.2", "-w", "5", "-q", &target],
         )?;
         Ok(())
+    }
+}
+
+impl Topology {
+    /// After the connection test of nat and publish: removes its TCP flows
+    /// from the path's connection tracking (ebridge's nat map, the Docker
+    /// node's conntrack table), as their expiry would; returns how many
+    /// entries went. Every other measurement leaves the tables alone.
+    pub fn forget_test_flows(&self, m: Measurement) -> Result<Option<u64>> {
+        if self.scenario == Scenario::C2c || m != Measurement::TcpCrr {
+            return Ok(None);
+        }
+        if let Some(bridge) = &self.ebridge_bridge {
+            let n = natmap::forget_tcp_of(bridge, CONTAINER_IP)
+                .with_context(|| format!("cannot clear {}'s nat map", self.setup.key()))?;
+            return Ok(Some(n as u64));
+        }
+        if self.setup.is_docker() {
+            let before = linux_bridge::conntrack_count(self).unwrap_or(0);
+            linux_bridge::forget_tcp_flows(self)?;
+            let after = linux_bridge::conntrack_count(self).unwrap_or(0);
+            return Ok(Some(before.saturating_sub(after)));
+        }
+        Ok(None)
     }
 }
 
@@ -174,71 +190,4 @@ pub fn configure_container(ns: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>) ->
         sh("ip", &["-n", ns, "route", "add", "default", "via", &gw])?;
     }
     Ok(())
-}
-
-fn build_bare(t: &mut Topology) -> Result<()> {
-    let (c1, c2) = (t.client_ns.clone(), t.server_ns.clone());
-    t.add_netns(&c1)?;
-    t.add_netns(&c2)?;
-    sh(
-        "ip",
-        &[
-            "-n", &c1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &c2,
-        ],
-    )?;
-    configure_container(&c1, CLIENT_IP, None)?;
-    configure_container(&c2, SERVER_IP, None)?;
-    Ok(())
-}
-
-/// Removes what an earlier run left behind when it was killed outright
-/// (SIGKILL skips the guards): only namespaces and ebridge pin directories
-/// named by this tool whose process is gone.
-pub fn reap_stale_runs() {
-    let namespaces = sh("ip", &["netns", "list"]).unwrap_or_default();
-    let namespaces: Vec<&str> = namespaces
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    let pins: Vec<String> = std::fs::read_dir("/sys/fs/bpf/ebridge")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    let mut dead: Vec<String> = namespaces
-        .iter()
-        .copied()
-        .chain(pins.iter().map(String::as_str))
-        .filter_map(dead_run_id)
-        .collect();
-    dead.sort();
-    dead.dedup();
-    for run_id in &dead {
-        ebridge_node::teardown(&format!("{run_id}-ebr-node"), run_id);
-        let mine: Vec<&str> = namespaces
-            .iter()
-            .copied()
-            .filter(|n| n.starts_with(&format!("{run_id}-")))
-            .collect();
-        for ns in &mine {
-            sh_quiet("ip", &["netns", "del", ns]);
-        }
-        eprintln!(
-            "bench: cleaned up after killed run {run_id}: {}",
-            mine.join(" ")
-        );
-    }
-}
-
-/// `ebench<pid>` of a name made by a run whose process no longer exists.
-fn dead_run_id(name: &str) -> Option<String> {
-    let rest = name.strip_prefix(RUN_PREFIX)?;
-    let pid = rest.split('-').next()?;
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if std::path::Path::new("/proc").join(pid).exists() {
-        return None;
-    }
-    Some(format!("{RUN_PREFIX}{pid}"))
 }

@@ -10,7 +10,10 @@ mod tcp_crr;
 mod udp_ping;
 mod udp_rate;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::Duration,
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -81,10 +84,38 @@ enum Mode {
     /// Connect, write 1 byte, read 1 byte, close; one connection at a time.
     TcpCrr {
         #[arg(long)]
-        to: SocketAddr,
+        to: SocketAddrV4,
         #[arg(long)]
         secs: f64,
+        /// Destination addresses: `--to`'s address and the ones after it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        to_count: u32,
+        /// Source address to bind (with `--sports`).
+        #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED)]
+        from: Ipv4Addr,
+        /// Source addresses: `--from` and the ones after it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+        from_count: u32,
+        /// MIN-MAX: bind these source ports in turn, so no (address,
+        /// address, port) tuple repeats; without it the kernel picks ports.
+        #[arg(long, value_parser = port_range)]
+        sports: Option<(u16, u16)>,
+        /// Index of the first tuple (a previous run's `next_tuple`).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
     },
+}
+
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let (min, max) = text
+        .split_once('-')
+        .ok_or_else(|| format!("'{text}' is not MIN-MAX"))?;
+    let min: u16 = min.parse().map_err(|e| format!("'{min}': {e}"))?;
+    let max: u16 = max.parse().map_err(|e| format!("'{max}': {e}"))?;
+    if min == 0 || max < min {
+        return Err(format!("'{text}': need 1 <= MIN <= MAX"));
+    }
+    Ok((min, max))
 }
 
 fn secs(s: f64) -> Duration {
@@ -126,7 +157,25 @@ fn main() -> Result<()> {
             tcp_crr::server(bind, secs(max_secs))?;
             None
         }
-        Mode::TcpCrr { to, secs: s } => Some(tcp_crr::client(to, secs(s))?),
+        Mode::TcpCrr {
+            to,
+            secs: s,
+            to_count,
+            from,
+            from_count,
+            sports,
+            first,
+        } => {
+            let tuples = tcp_crr::Tuples {
+                to,
+                to_count,
+                from,
+                from_count,
+                sports,
+                first,
+            };
+            Some(tcp_crr::client(&tuples, secs(s))?)
+        }
     };
     if let Some(report) = report {
         println!("{report}");

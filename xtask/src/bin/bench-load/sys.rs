@@ -3,7 +3,7 @@
 use std::{
     io::{self, Write as _},
     mem,
-    net::{SocketAddr, TcpStream},
+    net::{SocketAddr, SocketAddrV4, TcpStream},
     os::fd::{FromRawFd as _, RawFd},
     time::Duration,
 };
@@ -138,10 +138,27 @@ impl MsgBatch {
     }
 }
 
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
 /// A blocking IPv4 connect that gives up after `timeout` (std's
 /// connect_timeout adds a nonblocking round of fcntl/poll per connection,
-/// which would be counted as connection cost).
-pub fn tcp_connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+/// which would be counted as connection cost). With `from`, the socket is
+/// bound to that address and port first (SO_REUSEADDR, so ports whose
+/// earlier connections to other peers sit in TIME_WAIT can be bound).
+pub fn tcp_connect(
+    to: SocketAddr,
+    from: Option<SocketAddrV4>,
+    timeout: Duration,
+) -> Result<TcpStream> {
     let SocketAddr::V4(v4) = to else {
         bail!("only IPv4 targets are supported, got {to}");
     };
@@ -153,14 +170,22 @@ pub fn tcp_connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
     // SAFETY: fd is a fresh socket we own; TcpStream closes it on drop.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
     set_timeout(fd, libc::SO_SNDTIMEO, timeout)?;
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    if let Some(from) = from {
+        set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        let local = sockaddr_in(from);
+        // SAFETY: a valid sockaddr_in of the stated length.
+        let rc = unsafe {
+            libc::bind(
+                fd,
+                (&local as *const libc::sockaddr_in).cast(),
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error()).with_context(|| format!("bind {from}"));
+        }
+    }
+    let sin = sockaddr_in(v4);
     // SAFETY: a valid sockaddr_in of the stated length.
     let rc = unsafe {
         libc::connect(

@@ -1,0 +1,177 @@
+//! Addresses and ports: where each measurement's client sends and where
+//! its server binds, per scenario and setup. Every setup of a scenario
+//! uses the same addresses, except that the bare veth has no node, so the
+//! publish scenario's client reaches the container directly there.
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::{
+    measure::Measurement,
+    scenario::{Scenario, Setup},
+};
+
+/// Docker's default bridge addressing, used by every setup.
+pub const SUBNET: &str = "172.17.0.0/16";
+pub const PREFIX_LEN: u8 = 16;
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
+/// c2c: the client's container; nat and publish: the one container.
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+/// c2c: the server's container.
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 3);
+pub const CONTAINER_IP: Ipv4Addr = CLIENT_IP;
+
+/// The node's uplink and the outside namespace behind it.
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const OUTSIDE_NET: &str = "198.51.100.0/24";
+/// The outside namespace has OUTSIDE_IP and the addresses after it, so the
+/// connection test can spread its flows over many address pairs.
+pub const OUTSIDE_ADDRS: u32 = 16;
+/// Source ports the connection test binds in turn (nat and publish).
+pub const TUPLE_SPORTS: (u16, u16) = (1024, 65535);
+
+pub const PORT_UDP_RATE: u16 = 9001;
+pub const PORT_UDP_RR: u16 = 9002;
+pub const PORT_TCP_CRR: u16 = 9003;
+pub const PORT_IPERF: u16 = 5201;
+/// Published host port = container port - PUBLISH_OFFSET (`-p 8001:9001`).
+pub const PUBLISH_OFFSET: u16 = 1000;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Pair {
+    /// What the client sends to.
+    pub to: SocketAddrV4,
+    /// What the server binds.
+    pub bind: SocketAddrV4,
+}
+
+/// The connection test's unique tuples: `to_count` destination addresses
+/// from the target's, `from_count` source addresses from `from`, source
+/// ports TUPLE_SPORTS.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuples {
+    pub to_count: u32,
+    pub from: Ipv4Addr,
+    pub from_count: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Aim {
+    udp_rate: Pair,
+    udp_rr: Pair,
+    tcp_crr: Pair,
+    tcp_stream: Pair,
+    /// None: the kernel picks the client's ports (c2c, as before).
+    pub crr_tuples: Option<Tuples>,
+}
+
+fn pair(to: Ipv4Addr, to_port: u16, bind: Ipv4Addr, bind_port: u16) -> Pair {
+    Pair {
+        to: SocketAddrV4::new(to, to_port),
+        bind: SocketAddrV4::new(bind, bind_port),
+    }
+}
+
+impl Aim {
+    pub fn of(&self, m: Measurement) -> Pair {
+        match m {
+            Measurement::UdpRate => self.udp_rate,
+            Measurement::UdpRr => self.udp_rr,
+            Measurement::TcpCrr => self.tcp_crr,
+            Measurement::TcpStream => self.tcp_stream,
+        }
+    }
+
+    pub fn new(scenario: Scenario, setup: Setup) -> Self {
+        match scenario {
+            Scenario::C2c => {
+                let same = |port| pair(SERVER_IP, port, SERVER_IP, port);
+                Aim {
+                    udp_rate: same(PORT_UDP_RATE),
+                    udp_rr: same(PORT_UDP_RR),
+                    tcp_crr: same(PORT_TCP_CRR),
+                    tcp_stream: same(PORT_IPERF),
+                    crr_tuples: None,
+                }
+            }
+            // The server is outside; the connection test's server takes
+            // every outside address.
+            Scenario::Nat => {
+                let same = |port| pair(OUTSIDE_IP, port, OUTSIDE_IP, port);
+                Aim {
+                    udp_rate: same(PORT_UDP_RATE),
+                    udp_rr: same(PORT_UDP_RR),
+                    tcp_crr: pair(
+                        OUTSIDE_IP,
+                        PORT_TCP_CRR,
+                        Ipv4Addr::UNSPECIFIED,
+                        PORT_TCP_CRR,
+                    ),
+                    tcp_stream: same(PORT_IPERF),
+                    crr_tuples: Some(Tuples {
+                        to_count: OUTSIDE_ADDRS,
+                        from: Ipv4Addr::UNSPECIFIED,
+                        from_count: 1,
+                    }),
+                }
+            }
+            // The server is in the container, reached through the node's
+            // published port (directly on the bare veth).
+            Scenario::Publish => {
+                let published = |port: u16| {
+                    if setup == Setup::BareVeth {
+                        pair(CONTAINER_IP, port, CONTAINER_IP, port)
+                    } else {
+                        pair(NODE_IP, port - PUBLISH_OFFSET, CONTAINER_IP, port)
+                    }
+                };
+                Aim {
+                    udp_rate: published(PORT_UDP_RATE),
+                    udp_rr: published(PORT_UDP_RR),
+                    tcp_crr: published(PORT_TCP_CRR),
+                    tcp_stream: published(PORT_IPERF),
+                    crr_tuples: Some(Tuples {
+                        to_count: 1,
+                        from: OUTSIDE_IP,
+                        from_count: OUTSIDE_ADDRS,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// `-p` specs of the measured ports (ebridge syntax; Docker's rules mirror
+/// them).
+pub fn measured_publishes(setup: Setup) -> Vec<(u16, u16, &'static str)> {
+    let all = [
+        (PORT_UDP_RATE, "udp"),
+        (PORT_UDP_RR, "udp"),
+        (PORT_TCP_CRR, "tcp"),
+    ];
+    let ports: &[(u16, &str)] = match setup {
+        Setup::EbridgeOnePort | Setup::EbridgeThousandPorts => &all[..1],
+        _ => &all,
+    };
+    ports
+        .iter()
+        .map(|&(ctr, proto)| (ctr - PUBLISH_OFFSET, ctr, proto))
+        .collect()
+}
+
+/// The other containers of the publish scenario's busy node: 10
+/// endpoints with 10 published TCP ports each.
+pub const OTHER_ENDPOINTS: u8 = 10;
+pub const OTHER_PORTS_EACH: u16 = 10;
+pub const OTHER_HOST_PORT_BASE: u16 = 30000;
+pub const OTHER_CTR_PORT_BASE: u16 = 80;
+
+pub fn other_endpoint_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 17, 0, 10 + i)
+}
+
+/// Address of the endpoint that holds the bulk-published ports.
+pub const BULK_ENDPOINT_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 200);
+pub const BULK_FIRST_PORT: u16 = 20000;
+/// The publish-cost test's ports (a range no setup publishes otherwise).
+pub const COST_FIRST_PORT: u16 = 21000;
+pub const COST_ENDPOINT_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 201);

@@ -1,0 +1,338 @@
+//! What is compared: three scenarios, each a set of setups measured on a
+//! set of measurements, with its own targets.
+//!
+//! - c2c: container to container on one node;
+//! - nat: container to a host outside the node (masquerade);
+//! - publish: outside host to a container's published port (DNAT).
+use super::{
+    measure::Measurement,
+    metric::Metric,
+    stats::{Bound, Target},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    C2c,
+    Nat,
+    Publish,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Setup {
+    BareVeth,
+    DockerBridge,
+    BridgeNfOff,
+    DockerNat,
+    DockerDnat,
+    /// docker-dnat with the measured container's rules first.
+    DockerDnatFirst,
+    Ebridge,
+    /// ebridge whose NAT table holds a million synthetic live flows.
+    EbridgeFullNat,
+    /// ebridge with only the measured port published.
+    EbridgeOnePort,
+    /// ebridge with the measured port and 1,000 more published.
+    EbridgeThousandPorts,
+}
+
+/// Synthetic live flows in `ebridge-1m-flows`' NAT table.
+pub const FILL_FLOWS: u32 = 1_000_000;
+/// Ports published in bulk: on `ebridge-1k-ports`, and in the cost test.
+pub const BULK_PORTS: u16 = 1000;
+
+impl Scenario {
+    pub const ALL: [Scenario; 3] = [Scenario::C2c, Scenario::Nat, Scenario::Publish];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Scenario::C2c => "c2c",
+            Scenario::Nat => "nat",
+            Scenario::Publish => "publish",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::C2c => "container to container on one node",
+            Scenario::Nat => "container to a host outside the node (masquerade)",
+            Scenario::Publish => "outside host to a published container port (DNAT)",
+        }
+    }
+
+    pub fn setups(self) -> &'static [Setup] {
+        match self {
+            Scenario::C2c => &[
+                Setup::BareVeth,
+                Setup::DockerBridge,
+                Setup::BridgeNfOff,
+                Setup::Ebridge,
+            ],
+            Scenario::Nat => &[
+                Setup::BareVeth,
+                Setup::DockerNat,
+                Setup::Ebridge,
+                Setup::EbridgeFullNat,
+            ],
+            Scenario::Publish => &[
+                Setup::BareVeth,
+                Setup::DockerDnat,
+                Setup::DockerDnatFirst,
+                Setup::Ebridge,
+                Setup::EbridgeOnePort,
+                Setup::EbridgeThousandPorts,
+            ],
+        }
+    }
+
+    pub fn measurements(self) -> &'static [Measurement] {
+        match self {
+            Scenario::C2c | Scenario::Nat => &Measurement::ALL,
+            Scenario::Publish => &[
+                Measurement::UdpRate,
+                Measurement::UdpRr,
+                Measurement::TcpCrr,
+            ],
+        }
+    }
+
+    /// Whether `setup` is measured on `m`. The variants of ebridge that
+    /// only exist to compare table sizes take the measurements their
+    /// target needs (the full NAT table has no room for the TCP test's
+    /// hundreds of thousands of flows).
+    pub fn takes(self, setup: Setup, m: Measurement) -> bool {
+        match setup {
+            Setup::EbridgeFullNat => matches!(m, Measurement::UdpRate | Measurement::UdpRr),
+            Setup::EbridgeOnePort | Setup::EbridgeThousandPorts | Setup::DockerDnatFirst => {
+                m == Measurement::UdpRate
+            }
+            _ => self.measurements().contains(&m),
+        }
+    }
+
+    /// Metrics in table order.
+    pub fn metrics(self) -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|metric| {
+                self.measurements()
+                    .iter()
+                    .any(|m| m.metrics().contains(metric))
+            })
+            .collect()
+    }
+
+    /// Two-letter code: with the run id it names the setup's namespaces
+    /// and, for ebridge, its bridge and pin directory (at most 15 bytes).
+    pub fn code(self, setup: Setup) -> String {
+        let scenario = match self {
+            Scenario::C2c => 'c',
+            Scenario::Nat => 'n',
+            Scenario::Publish => 'p',
+        };
+        let setup = match setup {
+            Setup::BareVeth => 'b',
+            Setup::DockerBridge | Setup::DockerNat | Setup::DockerDnat => 'd',
+            Setup::DockerDnatFirst => 'a',
+            Setup::BridgeNfOff => 'n',
+            Setup::Ebridge => 'e',
+            Setup::EbridgeFullNat => 'f',
+            Setup::EbridgeOnePort => '1',
+            Setup::EbridgeThousandPorts => 'k',
+        };
+        format!("{scenario}{setup}")
+    }
+
+    /// (a, b) pairs whose ratio a/b the ratio table shows.
+    pub fn ratio_pairs(self) -> &'static [(Setup, Setup)] {
+        match self {
+            Scenario::C2c => &[
+                (Setup::Ebridge, Setup::DockerBridge),
+                (Setup::Ebridge, Setup::BridgeNfOff),
+                (Setup::Ebridge, Setup::BareVeth),
+            ],
+            Scenario::Nat => &[
+                (Setup::Ebridge, Setup::DockerNat),
+                (Setup::Ebridge, Setup::BareVeth),
+                (Setup::EbridgeFullNat, Setup::Ebridge),
+            ],
+            Scenario::Publish => &[
+                (Setup::Ebridge, Setup::DockerDnat),
+                (Setup::Ebridge, Setup::DockerDnatFirst),
+                (Setup::Ebridge, Setup::BareVeth),
+                (Setup::EbridgeThousandPorts, Setup::EbridgeOnePort),
+            ],
+        }
+    }
+
+    pub fn targets(self) -> &'static [Target] {
+        match self {
+            Scenario::C2c => &C2C_TARGETS,
+            Scenario::Nat => &NAT_TARGETS,
+            Scenario::Publish => &PUBLISH_TARGETS,
+        }
+    }
+}
+
+const fn target(metric: Metric, subject: Setup, against: Setup, bound: Bound) -> Target {
+    Target {
+        metric,
+        subject,
+        against,
+        bound,
+    }
+}
+
+/// From the issue: packet rate >= 1.5x Docker's bridge and >= 0.9x the
+/// bare veth; p50 latency <= 0.85x Docker's; connections per second >=
+/// 1.3x Docker's; TCP throughput not below Docker's.
+const C2C_TARGETS: [Target; 5] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::BareVeth,
+        Bound::AtLeast(0.9),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.3),
+    ),
+    target(
+        Metric::TcpBps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.0),
+    ),
+];
+
+/// Masquerade against iptables MASQUERADE: packet rate >= 1.8x, new TCP
+/// connections >= 1.5x, p50 <= 0.85x, throughput not below; and a table
+/// of a million live flows still forwards at >= 0.9x the empty table.
+const NAT_TARGETS: [Target; 5] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.8),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpBps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.0),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::EbridgeFullNat,
+        Setup::Ebridge,
+        Bound::AtLeast(0.9),
+    ),
+];
+
+/// Published ports against iptables DNAT: packet rate >= 1.8x, new TCP
+/// connections >= 1.5x, p50 <= 0.85x; and the packet rate must not fall
+/// when 1,000 ports are published instead of one.
+const PUBLISH_TARGETS: [Target; 4] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtLeast(1.8),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::EbridgeThousandPorts,
+        Setup::EbridgeOnePort,
+        Bound::AtLeast(1.0),
+    ),
+];
+
+impl Setup {
+    pub fn key(self) -> &'static str {
+        match self {
+            Setup::BareVeth => "bare-veth",
+            Setup::DockerBridge => "docker-bridge",
+            Setup::BridgeNfOff => "bridge-nf-off",
+            Setup::DockerNat => "docker-nat",
+            Setup::DockerDnat => "docker-dnat",
+            Setup::DockerDnatFirst => "docker-dnat-first",
+            Setup::Ebridge => "ebridge",
+            Setup::EbridgeFullNat => "ebridge-1m-flows",
+            Setup::EbridgeOnePort => "ebridge-1-port",
+            Setup::EbridgeThousandPorts => "ebridge-1k-ports",
+        }
+    }
+
+    pub fn is_ebridge(self) -> bool {
+        matches!(
+            self,
+            Setup::Ebridge
+                | Setup::EbridgeFullNat
+                | Setup::EbridgeOnePort
+                | Setup::EbridgeThousandPorts
+        )
+    }
+
+    pub fn is_docker(self) -> bool {
+        matches!(
+            self,
+            Setup::DockerBridge | Setup::DockerNat | Setup::DockerDnat | Setup::DockerDnatFirst
+        )
+    }
+
+    pub fn describe(self, scenario: Scenario) -> String {
+        let s = match (scenario, self) {
+            (Scenario::C2c, Setup::BareVeth) => "one veth pair straight between the two container namespaces (the physical limit)",
+            (_, Setup::BareVeth) => "one veth pair straight between the container namespace and the outside namespace, each routing the other's subnet on-link (the physical limit)",
+            (_, Setup::DockerBridge) => "Linux bridge docker0 in a node namespace with bridge-nf-call-iptables=1, Docker's filter FORWARD chains, conntrack and nat MASQUERADE rules",
+            (_, Setup::BridgeNfOff) => "the same Linux bridge with bridge-nf-call-iptables=0 and no rules",
+            (_, Setup::DockerNat) => "Linux bridge docker0 in a node namespace with an uplink veth to the outside namespace; ip_forward=1 and bridge-nf-call-iptables=1 in the node namespace; dockerd's filter and nat rules, nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+            (_, Setup::DockerDnat) => "the docker-nat node plus what dockerd writes for published ports: nat DOCKER chain (from PREROUTING/OUTPUT with -m addrtype --dst-type LOCAL) with one DNAT rule per port, filter DOCKER ACCEPT and nat POSTROUTING hairpin MASQUERADE per port; 100 ports of 10 other containers, the measured container's rules after 5 of them (50 other ports' rules before, 50 after)",
+            (_, Setup::DockerDnatFirst) => "docker-dnat with the measured container's rules first in the DOCKER chains (the container was started before the 10 others): Docker's best case, measured on the packet rate only",
+            (Scenario::C2c, Setup::Ebridge) => "ebridge up + two ebridge endpoint add in a node namespace with an uplink veth to an outside namespace; node sysctls left at their defaults, no iptables rules",
+            (Scenario::Nat, Setup::Ebridge) => "ebridge up --nat-entries N (room for every flow of the run; no agent runs) + ebridge endpoint add in a node namespace with an uplink veth to the outside namespace; masquerade in eBPF, no iptables rules, ip_forward untouched",
+            (_, Setup::Ebridge) => "ebridge up + ebridge endpoint add -p for the measured ports, and 10 other endpoints publishing 10 ports each (100 more, like docker-dnat); DNAT in eBPF, no iptables rules",
+            (_, Setup::EbridgeFullNat) => "ebridge exactly as the ebridge setup, with 1,000,000 synthetic live flows (2,000,000 entries, TCP ESTABLISHED, last seen at fill time) written into its pinned nat map before the first round",
+            (_, Setup::EbridgeOnePort) => "ebridge with one published port: the measured UDP port, nothing else",
+            (_, Setup::EbridgeThousandPorts) => "ebridge with the measured UDP port plus 1,000 more (one endpoint add -p 20000-20999:20000-20999/udp)",
+        };
+        s.to_string()
+    }
+}

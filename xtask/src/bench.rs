@@ -22,6 +22,7 @@ mod scenario;
 mod scratch;
 mod signal;
 mod stats;
+mod targets;
 mod topology;
 mod uplink;
 

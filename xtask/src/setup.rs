@@ -21,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "traceroute",
     "sockperf",
     "iptables",
+    "conntrack",
     "util-linux",
     "procps",
 ];

@@ -4,11 +4,7 @@
 //! - c2c: container to container on one node;
 //! - nat: container to a host outside the node (masquerade);
 //! - publish: outside host to a container's published port (DNAT).
-use super::{
-    measure::Measurement,
-    metric::Metric,
-    stats::{Bound, Target},
-};
+use super::{measure::Measurement, metric::Metric, stats::Target, targets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
@@ -166,123 +162,12 @@ impl Scenario {
 
     pub fn targets(self) -> &'static [Target] {
         match self {
-            Scenario::C2c => &C2C_TARGETS,
-            Scenario::Nat => &NAT_TARGETS,
-            Scenario::Publish => &PUBLISH_TARGETS,
+            Scenario::C2c => &targets::C2C,
+            Scenario::Nat => &targets::NAT,
+            Scenario::Publish => &targets::PUBLISH,
         }
     }
 }
-
-const fn target(metric: Metric, subject: Setup, against: Setup, bound: Bound) -> Target {
-    Target {
-        metric,
-        subject,
-        against,
-        bound,
-    }
-}
-
-/// From the issue: packet rate >= 1.5x Docker's bridge and >= 0.9x the
-/// bare veth; p50 latency <= 0.85x Docker's; connections per second >=
-/// 1.3x Docker's; TCP throughput not below Docker's.
-const C2C_TARGETS: [Target; 5] = [
-    target(
-        Metric::UdpPps,
-        Setup::Ebridge,
-        Setup::DockerBridge,
-        Bound::AtLeast(1.5),
-    ),
-    target(
-        Metric::UdpPps,
-        Setup::Ebridge,
-        Setup::BareVeth,
-        Bound::AtLeast(0.9),
-    ),
-    target(
-        Metric::RttP50,
-        Setup::Ebridge,
-        Setup::DockerBridge,
-        Bound::AtMost(0.85),
-    ),
-    target(
-        Metric::TcpCps,
-        Setup::Ebridge,
-        Setup::DockerBridge,
-        Bound::AtLeast(1.3),
-    ),
-    target(
-        Metric::TcpBps,
-        Setup::Ebridge,
-        Setup::DockerBridge,
-        Bound::AtLeast(1.0),
-    ),
-];
-
-/// Masquerade against iptables MASQUERADE: packet rate >= 1.8x, new TCP
-/// connections >= 1.5x, p50 <= 0.85x, throughput not below; and a table
-/// of a million live flows still forwards at >= 0.9x the empty table.
-const NAT_TARGETS: [Target; 5] = [
-    target(
-        Metric::UdpPps,
-        Setup::Ebridge,
-        Setup::DockerNat,
-        Bound::AtLeast(1.8),
-    ),
-    target(
-        Metric::TcpCps,
-        Setup::Ebridge,
-        Setup::DockerNat,
-        Bound::AtLeast(1.5),
-    ),
-    target(
-        Metric::RttP50,
-        Setup::Ebridge,
-        Setup::DockerNat,
-        Bound::AtMost(0.85),
-    ),
-    target(
-        Metric::TcpBps,
-        Setup::Ebridge,
-        Setup::DockerNat,
-        Bound::AtLeast(1.0),
-    ),
-    target(
-        Metric::UdpPps,
-        Setup::EbridgeFullNat,
-        Setup::Ebridge,
-        Bound::AtLeast(0.9),
-    ),
-];
-
-/// Published ports against iptables DNAT: packet rate >= 1.8x, new TCP
-/// connections >= 1.5x, p50 <= 0.85x; and the packet rate must not fall
-/// when 1,000 ports are published instead of one.
-const PUBLISH_TARGETS: [Target; 4] = [
-    target(
-        Metric::UdpPps,
-        Setup::Ebridge,
-        Setup::DockerDnat,
-        Bound::AtLeast(1.8),
-    ),
-    target(
-        Metric::TcpCps,
-        Setup::Ebridge,
-        Setup::DockerDnat,
-        Bound::AtLeast(1.5),
-    ),
-    target(
-        Metric::RttP50,
-        Setup::Ebridge,
-        Setup::DockerDnat,
-        Bound::AtMost(0.85),
-    ),
-    target(
-        Metric::UdpPps,
-        Setup::EbridgeThousandPorts,
-        Setup::EbridgeOnePort,
-        Bound::AtLeast(1.0),
-    ),
-];
 
 impl Setup {
     pub fn key(self) -> &'static str {

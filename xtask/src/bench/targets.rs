@@ -1,0 +1,118 @@
+//! The targets of each scenario: a ratio of two setups' medians and the
+//! bound it must meet.
+use super::{
+    metric::Metric,
+    scenario::Setup,
+    stats::{Bound, Target},
+};
+
+const fn target(metric: Metric, subject: Setup, against: Setup, bound: Bound) -> Target {
+    Target {
+        metric,
+        subject,
+        against,
+        bound,
+    }
+}
+
+/// From the issue: packet rate >= 1.5x Docker's bridge and >= 0.9x the
+/// bare veth; p50 latency <= 0.85x Docker's; connections per second >=
+/// 1.3x Docker's; TCP throughput not below Docker's.
+pub const C2C: [Target; 5] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::BareVeth,
+        Bound::AtLeast(0.9),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.3),
+    ),
+    target(
+        Metric::TcpBps,
+        Setup::Ebridge,
+        Setup::DockerBridge,
+        Bound::AtLeast(1.0),
+    ),
+];
+
+/// Masquerade against iptables MASQUERADE: packet rate >= 1.8x, new TCP
+/// connections >= 1.5x, p50 <= 0.85x, throughput not below; and a table
+/// of a million live flows still forwards at >= 0.9x the empty table.
+pub const NAT: [Target; 5] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.8),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpBps,
+        Setup::Ebridge,
+        Setup::DockerNat,
+        Bound::AtLeast(1.0),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::EbridgeFullNat,
+        Setup::Ebridge,
+        Bound::AtLeast(0.9),
+    ),
+];
+
+/// Published ports against iptables DNAT: packet rate >= 1.8x, new TCP
+/// connections >= 1.5x, p50 <= 0.85x; and the packet rate must not fall
+/// when 1,000 ports are published instead of one.
+pub const PUBLISH: [Target; 4] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtLeast(1.8),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::DockerDnat,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::EbridgeThousandPorts,
+        Setup::EbridgeOnePort,
+        Bound::AtLeast(1.0),
+    ),
+];

@@ -151,6 +151,33 @@ fn complete_pair(key: &NatKey, entry: &NatEntry, first: &NatKey) -> Result<*mut 
     NAT.get_ptr_mut(*key).ok_or(DROP_NAT_TABLE_FULL)
 }
 
+/// The shape every port-claiming flow shares: `back` claims a free port
+/// under `template`, then `forward` (keyed by what the container sent)
+/// records that port as its new source port.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn claim_and_pair(
+    flow: &Flow,
+    template: &NatKey,
+    back: &NatEntry,
+    mut forward: NatEntry,
+    cfg: &BridgeConfig,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) -> Result<*mut NatEntry, u32> {
+    let port = claim_port(template, back, flow.sport, flow_hash(flow), cfg)?;
+    let claimed = NatKey {
+        dport: port,
+        ..*template
+    };
+    forward.port = port;
+    forward.state = initial_state(flow, tcp_flags);
+    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &forward, &claimed)?;
+    account(entry, now, bytes);
+    Ok(entry)
+}
+
 /// A new masqueraded flow: the reply entry (outside → uplink:port) claims
 /// the port, then the original entry records the translation.
 #[inline(always)]
@@ -176,19 +203,9 @@ pub fn masquerade(
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let port = claim_port(&template, &back, flow.sport, flow_hash(flow), cfg)?;
-    let claimed = NatKey {
-        dport: port,
-        ..template
-    };
-
     let mut out = blank(now);
     out.addr = cfg.uplink_ipv4;
-    out.port = port;
-    out.state = initial_state(flow, tcp_flags);
-    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &out, &claimed)?;
-    account(entry, now, bytes);
-    Ok(entry)
+    claim_and_pair(flow, &template, &back, out, cfg, now, tcp_flags, bytes)
 }
 
 /// A container reaching a published port of the node (hairpin): the
@@ -222,24 +239,14 @@ pub fn hairpin(
         dir: DIR_ORIGINAL,
         _pad: [0; 2],
     };
-    let port = claim_port(&template, &back, flow.sport, flow_hash(flow), cfg)?;
-    let claimed = NatKey {
-        dport: port,
-        ..template
-    };
-
     let mut there = blank(now);
     there.addr = cfg.gateway_ipv4;
-    there.port = port;
     there.daddr = target.addr;
     there.dport = target.port;
     there.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
     there.ifindex = target.ifindex;
     there.mac = target.mac;
-    there.state = initial_state(flow, tcp_flags);
-    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &there, &claimed)?;
-    account(entry, now, bytes);
-    Ok(entry)
+    claim_and_pair(flow, &template, &back, there, cfg, now, tcp_flags, bytes)
 }
 
 /// A new flow from outside to a published port: the container-side entry

@@ -11,9 +11,10 @@ pub const MAP_FRAGS: &str = "frags";
 pub const MAP_PUBLISH: &str = "publish";
 pub const MAP_NODE_ADDRS: &str = "node_addrs";
 pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
+pub const MAP_NAT_NO_PORT: &str = "nat_no_port";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 11] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -24,6 +25,7 @@ pub const PINNED_MAPS: [&str; 10] = [
     MAP_PUBLISH,
     MAP_NODE_ADDRS,
     MAP_SOCK_REWRITES,
+    MAP_NAT_NO_PORT,
 ];
 
 /// Program names as they appear in the object file and under the pin dir.
@@ -50,5 +52,7 @@ pub const MAX_FRAG_ENTRIES: usize = 8192;
 pub const MAX_PUBLISHED: usize = 65_536;
 /// Addresses the node owns (for "every address" publishes).
 pub const MAX_NODE_ADDRS: usize = 256;
+/// Destinations with dropped new flows between two agent passes (LRU).
+pub const MAX_NAT_NO_PORT: usize = 256;
 /// Host UDP sockets talking to a published port at once (LRU).
 pub const MAX_SOCK_REWRITES: usize = 16_384;

@@ -5,6 +5,9 @@
 /// Which way a key looks at the flow.
 pub const DIR_ORIGINAL: u8 = 0;
 pub const DIR_REPLY: u8 = 1;
+/// A node flow whose source port was moved off a tuple a container flow
+/// holds: keyed by what the node's socket sent (uplink address, its port).
+pub const DIR_NODE: u8 = 2;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
@@ -42,7 +45,10 @@ pub struct NatEntry {
     pub ifindex: u32,
     /// Reply entry: the container's MAC.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `OWNER_*`: whose flow this is; only container flows are ever
+    /// delivered into a container.
+    pub owner: u8,
+    pub _pad: u8,
     pub _pad2: u32,
     pub created_ns: u64,
     pub last_seen_ns: u64,
@@ -53,6 +59,40 @@ pub struct NatEntry {
     pub daddr: [u8; 4],
     pub dport: u16,
     pub _pad3: [u8; 2],
+}
+
+/// A flow of a container on this bridge.
+pub const OWNER_CONTAINER: u8 = 0;
+/// A flow of the node itself through the uplink address: it owns its
+/// tuple, so no container flow may claim it, and its replies go to the
+/// node's stack. A lone `DIR_REPLY` entry whose `port` is the key's own
+/// destination port is a reservation; with another `port` it pairs with a
+/// `DIR_NODE` entry (the node's source port was moved).
+pub const OWNER_NODE: u8 = 1;
+/// A container flow of another ebridge bridge on the same uplink (seen
+/// leaving with that bridge's mark): reserved here, its replies passed on
+/// to the next program in the TCX chain.
+pub const OWNER_OTHER_BRIDGE: u8 = 2;
+
+pub fn owner_label(owner: u8) -> &'static str {
+    match owner {
+        OWNER_NODE => "node",
+        OWNER_OTHER_BRIDGE => "other-bridge",
+        _ => "container",
+    }
+}
+
+/// `skb->mark` of packets a bridge's endpoint program translated and sent
+/// out of the uplink: `MARK_MAGIC | (bridge ifindex & MARK_ID_MASK)`. The
+/// uplink's egress programs tell their own, another bridge's and the
+/// node's packets apart by it (as Cilium's `MARK_MAGIC_*` values do).
+pub const MARK_MAGIC: u32 = 0xeb00_0000;
+pub const MARK_MAGIC_MASK: u32 = 0xff00_0000;
+pub const MARK_ID_MASK: u32 = 0x00ff_ffff;
+
+#[inline(always)]
+pub fn bridge_mark(bridge_ifindex: u32) -> u32 {
+    MARK_MAGIC | (bridge_ifindex & MARK_ID_MASK)
 }
 
 pub const CT_NEW: u8 = 0;
@@ -81,8 +121,34 @@ pub const NAT_F_HAIRPIN: u8 = 1 << 5;
 pub const NAT_F_BACK: u8 = 1 << 6;
 
 /// Bounded search for a free NAT port: the original port, then this many
-/// probes from a hash of the flow.
-pub const NAT_PORT_PROBES: u32 = 32;
+/// probes, each at a random place in the range. Independent probes do not
+/// fall into the long runs of taken ports that sequential client ports
+/// leave, so a new flow fails only if about `fill^64` (0.1 % at 90 % full).
+pub const NAT_PORT_PROBES: u32 = 64;
+
+/// MASQUERADE's range for source ports 1024 and above when no range is
+/// given; ports below 1024 stay below 1024 (1-511 or 600-1023, as the
+/// kernel's `nf_nat_l4proto_unique_tuple` does).
+pub const DEFAULT_NAT_PORT_MIN: u16 = 1024;
+pub const DEFAULT_NAT_PORT_MAX: u16 = 65535;
+
+/// New flows dropped for want of a free port, by destination: written on
+/// the drop path only, read and cleared by the agent, which logs them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NoPortKey {
+    pub daddr: [u8; 4],
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoPortCount {
+    pub drops: u64,
+    pub last_ns: u64,
+}
 
 /// Later fragments of a translated datagram, found by (src, dst, IP id,
 /// proto) of the fragment as it arrives.

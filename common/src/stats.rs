@@ -114,6 +114,29 @@ reasons! {
     /// XDP frame it would reach the container without that state and be
     /// dropped as corrupt, so the TC program (which keeps it) handles it.
     PASS_XDP_CSUM_PARTIAL = 37, "xdp-pass-partial-csum", Pass;
+    /// A packet the node itself sends from the uplink address: its tuple is
+    /// held for it in the NAT table, so no container flow takes it.
+    PASS_NODE_FLOW_OUT = 38, "node-flow-out", Pass;
+    /// A node packet whose tuple a container flow already held: its source
+    /// port was moved to a free one (and is moved back on the replies).
+    PASS_NODE_PORT_MOVED = 39, "node-port-moved", Pass;
+    /// A reply to a node flow: to the node's stack, never a container.
+    PASS_NODE_FLOW_IN = 40, "node-flow-in", Pass;
+    /// A node packet whose tuple could not be held (NAT table full); it
+    /// still leaves.
+    PASS_NODE_UNTRACKED = 41, "node-flow-untracked", Pass;
+    /// A reply to another ebridge bridge's flow on the same uplink: handed
+    /// to the next program in the TCX chain.
+    PASS_OTHER_BRIDGE = 42, "pass-other-bridge", Pass;
+    /// A packet for a container, larger than its MTU with DF set: answered
+    /// with ICMP fragmentation-needed, as a router would.
+    FWD_ICMP_FRAG_NEEDED = 43, "icmp-frag-needed", Redirect;
+    /// A packet for a container whose TTL expires here: answered with ICMP
+    /// time-exceeded, as a router would.
+    FWD_ICMP_TIME_EXCEEDED = 44, "icmp-time-exceeded", Redirect;
+    /// Another bridge's packet leaving with a tuple this bridge's container
+    /// flow holds (two CPUs claimed it at once): it still leaves.
+    PASS_OTHER_BRIDGE_CLASH = 45, "other-bridge-clash", Pass;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

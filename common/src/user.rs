@@ -3,7 +3,10 @@ use crate::{
     config::BridgeConfig,
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
-    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget, SockRewrite},
+    nat::{
+        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
+        SockRewrite,
+    },
     stats::Counter,
 };
 
@@ -29,7 +32,9 @@ pod!(
     FragEntry,
     PublishKey,
     PublishTarget,
-    SockRewrite
+    SockRewrite,
+    NoPortKey,
+    NoPortCount
 );
 
 const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 72);
@@ -44,3 +49,5 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
 const _: () = assert!(core::mem::size_of::<FdbEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+const _: () = assert!(core::mem::size_of::<NoPortKey>() == 8);
+const _: () = assert!(core::mem::size_of::<NoPortCount>() == 16);

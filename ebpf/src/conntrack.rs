@@ -4,10 +4,18 @@
 //! port; the original entry follows, and a failure rolls the reply back.
 use core::num::NonZeroU32;
 
-use aya_ebpf::bindings::BPF_NOEXIST;
-use ebridge_common::{config::BridgeConfig, endpoint::Endpoint, nat::*, stats::*};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_prandom_u32};
+use ebridge_common::{
+    config::{BridgeConfig, CONFIG_F_NAT_PORTS_GIVEN},
+    endpoint::Endpoint,
+    nat::*,
+    stats::*,
+};
 
-use crate::{l4::*, maps::NAT};
+use crate::{
+    l4::*,
+    maps::{NAT, NAT_NO_PORT},
+};
 
 const EEXIST: i32 = 17;
 
@@ -39,7 +47,7 @@ impl Flow {
 /// Plain increments: a flow's packets are almost always handled on one CPU
 /// at a time, and a rare lost update only blurs `show nat` counters.
 #[inline(always)]
-fn account(entry: *mut NatEntry, now: u64, bytes: u32) {
+pub fn account(entry: *mut NatEntry, now: u64, bytes: u32) {
     unsafe {
         (*entry).last_seen_ns = now;
         (*entry).packets += 1;
@@ -59,7 +67,7 @@ pub fn from_container(flow: &Flow, now: u64, tcp_flags: u8, bytes: u32) -> Optio
 }
 
 #[inline(always)]
-fn blank(now: u64) -> NatEntry {
+pub fn blank(now: u64) -> NatEntry {
     NatEntry {
         addr: [0; 4],
         port: 0,
@@ -67,7 +75,8 @@ fn blank(now: u64) -> NatEntry {
         flags: 0,
         ifindex: 0,
         mac: [0; 6],
-        _pad: [0; 2],
+        owner: OWNER_CONTAINER,
+        _pad: 0,
         _pad2: 0,
         created_ns: now,
         last_seen_ns: now,
@@ -80,7 +89,7 @@ fn blank(now: u64) -> NatEntry {
 }
 
 #[inline(always)]
-fn initial_state(flow: &Flow, tcp_flags: u8) -> u8 {
+pub fn initial_state(flow: &Flow, tcp_flags: u8) -> u8 {
     if flow.proto == IPPROTO_TCP && tcp_flags & TCP_SYN != 0 {
         CT_SYN_SENT
     } else {
@@ -88,20 +97,33 @@ fn initial_state(flow: &Flow, tcp_flags: u8) -> u8 {
     }
 }
 
-/// Inserts `first` under `template` with the free port found in the NAT
-/// range written into its `dport` — the original port `own` if free, then
-/// probes from a hash. BPF_NOEXIST makes the insert itself the claim on
-/// the port, so two CPUs can never take the same one.
+/// The ports a flow whose own source port is `own` (host order) may be
+/// given: the configured range, or without `--nat-ports` MASQUERADE's
+/// rule that a privileged port stays privileged.
 #[inline(always)]
-fn claim_port(
+fn port_range(own: u32, cfg: &BridgeConfig) -> (u32, u32) {
+    if cfg.flags & CONFIG_F_NAT_PORTS_GIVEN == 0 && own < 1024 {
+        if own < 512 {
+            return (1, 511);
+        }
+        return (600, 1023);
+    }
+    (u32::from(cfg.nat_port_min), u32::from(cfg.nat_port_max))
+}
+
+/// Inserts `first` under `template` with the free port found written into
+/// its `dport` — the original port `own` if free and in range, then random
+/// probes. BPF_NOEXIST makes the insert itself the claim on the port, so
+/// two CPUs can never take the same one.
+#[inline(always)]
+pub fn claim_port(
     template: &NatKey,
     first: &NatEntry,
     own: u16,
-    hash: u32,
     cfg: &BridgeConfig,
 ) -> Result<u16, u32> {
-    let min = u32::from(cfg.nat_port_min);
-    let max = u32::from(cfg.nat_port_max);
+    let own = u32::from(u16::from_be(own));
+    let (min, max) = port_range(own, cfg);
     if max < min {
         return Err(DROP_NAT_NO_PORT);
     }
@@ -110,14 +132,13 @@ fn claim_port(
     let Some(size) = NonZeroU32::new(max - min + 1) else {
         return Err(DROP_NAT_NO_PORT);
     };
-    let own = u32::from(u16::from_be(own));
     let mut key = *template;
     let mut i: u32 = 0;
     while i <= NAT_PORT_PROBES {
         let candidate = if i == 0 {
             own
         } else {
-            min + (hash.wrapping_add(i)) % size
+            min + unsafe { bpf_get_prandom_u32() } % size
         };
         i += 1;
         if candidate < min || candidate > max {
@@ -130,7 +151,35 @@ fn claim_port(
             Err(_) => return Err(DROP_NAT_TABLE_FULL),
         }
     }
+    record_no_port(template, first.created_ns);
     Err(DROP_NAT_NO_PORT)
+}
+
+/// Remembers which destination ran out of ports, for the agent to log.
+#[inline(always)]
+fn record_no_port(template: &NatKey, now: u64) {
+    let key = NoPortKey {
+        daddr: template.saddr,
+        dport: template.sport,
+        proto: template.proto,
+        _pad: 0,
+    };
+    match NAT_NO_PORT.get_ptr_mut(key) {
+        Some(count) => unsafe {
+            (*count).drops += 1;
+            (*count).last_ns = now;
+        },
+        None => {
+            let _ = NAT_NO_PORT.insert(
+                key,
+                NoPortCount {
+                    drops: 1,
+                    last_ns: now,
+                },
+                0,
+            );
+        }
+    }
 }
 
 /// Inserts the flow's second entry; on failure the first one is rolled back
@@ -166,7 +215,7 @@ fn claim_and_pair(
     tcp_flags: u8,
     bytes: u32,
 ) -> Result<*mut NatEntry, u32> {
-    let port = claim_port(template, back, flow.sport, flow_hash(flow), cfg)?;
+    let port = claim_port(template, back, flow.sport, cfg)?;
     let claimed = NatKey {
         dport: port,
         ..*template
@@ -290,20 +339,30 @@ pub fn inbound(
     Ok(entry)
 }
 
-/// Jenkins-style mix of the tuple: spreads flows over the port range.
+/// Flags that say what kind of flow an entry belongs to; a reopened
+/// connection keeps them and forgets the rest (FINs, replied).
+const KIND_FLAGS: u8 = NAT_F_DNAT | NAT_F_INBOUND | NAT_F_HAIRPIN | NAT_F_BACK;
+
+/// A SYN on a tuple whose connection has ended starts a new one, as the
+/// kernel's conntrack reopens TIME_WAIT and CLOSE entries.
 #[inline(always)]
-fn flow_hash(flow: &Flow) -> u32 {
-    let mut h = u32::from_ne_bytes(flow.saddr) ^ 0x9e37_79b9;
-    h = (h ^ u32::from_ne_bytes(flow.daddr)).wrapping_mul(0x85eb_ca6b);
-    h = (h ^ ((u32::from(flow.sport) << 16) | u32::from(flow.dport))).wrapping_mul(0xc2b2_ae35);
-    h ^= u32::from(flow.proto);
-    h ^ (h >> 16)
+fn reopens(state: u8, flags: u8) -> bool {
+    flags & TCP_SYN != 0 && flags & TCP_ACK == 0 && (state == CT_CLOSING || state == CT_CLOSED)
 }
 
 #[inline(always)]
-fn track_original(entry: &mut NatEntry, flags: u8) {
+fn reopen(entry: &mut NatEntry) {
+    entry.state = CT_SYN_SENT;
+    entry.flags &= KIND_FLAGS;
+}
+
+/// What the flow's initiator side sent (a container, or the node).
+#[inline(always)]
+pub fn track_original(entry: &mut NatEntry, flags: u8) {
     if flags & TCP_RST != 0 {
         entry.state = CT_CLOSED;
+    } else if reopens(entry.state, flags) {
+        reopen(entry);
     } else if flags & TCP_FIN != 0 {
         entry.flags |= NAT_F_FIN_ORIGINAL;
         entry.state = if entry.flags & NAT_F_FIN_REPLY != 0 {
@@ -311,49 +370,64 @@ fn track_original(entry: &mut NatEntry, flags: u8) {
         } else {
             CT_FIN_WAIT
         };
-    } else if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 && entry.state == CT_CLOSED {
-        // A new connection reusing the tuple.
-        entry.state = CT_SYN_SENT;
-        // Forget the old connection's FINs, not what kind of flow it is.
-        entry.flags &= NAT_F_DNAT | NAT_F_INBOUND | NAT_F_HAIRPIN | NAT_F_BACK;
     }
 }
 
-/// The reply-direction entry for a packet arriving on the uplink. Updates
-/// the original entry's state only when something changes (first reply,
-/// FIN, RST), so the usual packet costs one lookup.
+/// Updates the state (kept in the entry keyed by the initiator's tuple)
+/// only when something changes (first reply, SYN, FIN, RST), so the usual
+/// packet costs one lookup.
 #[inline(always)]
-pub fn ingress(key: &NatKey, now: u64, tcp_flags: u8, bytes: u32) -> Option<*mut NatEntry> {
-    let entry = NAT.get_ptr_mut(*key)?;
+pub fn on_reply(key: &NatKey, entry: *mut NatEntry, now: u64, tcp_flags: u8, bytes: u32) {
     account(entry, now, bytes);
-    let reply = unsafe { &mut *entry };
-    let closing = tcp_flags & (TCP_FIN | TCP_RST) != 0;
-    if reply.flags & NAT_F_REPLIED == 0 || closing {
-        reply.flags |= NAT_F_REPLIED;
+    let (owner, flags, addr, port) =
+        unsafe { ((*entry).owner, (*entry).flags, (*entry).addr, (*entry).port) };
+    if owner == OWNER_OTHER_BRIDGE {
+        return;
+    }
+    if flags & NAT_F_REPLIED != 0 && tcp_flags & (TCP_FIN | TCP_RST | TCP_SYN) == 0 {
+        return;
+    }
+    unsafe { (*entry).flags |= NAT_F_REPLIED };
+    // A node's reservation is its own original entry; a moved node flow
+    // and container flows have a partner.
+    let orig = if owner == OWNER_NODE && port == key.dport {
+        entry
+    } else {
         let original = NatKey {
-            saddr: reply.addr,
+            saddr: addr,
             daddr: key.saddr,
-            sport: reply.port,
+            sport: port,
             dport: key.sport,
             proto: key.proto,
-            dir: DIR_ORIGINAL,
+            dir: if owner == OWNER_NODE {
+                DIR_NODE
+            } else {
+                DIR_ORIGINAL
+            },
             _pad: [0; 2],
         };
-        if let Some(orig) = NAT.get_ptr_mut(original) {
-            let orig = unsafe { &mut *orig };
-            orig.flags |= NAT_F_REPLIED;
-            if key.proto == IPPROTO_TCP {
-                track_reply(orig, tcp_flags);
-            }
+        match NAT.get_ptr_mut(original) {
+            Some(orig) => orig,
+            None => return,
         }
+    };
+    let orig = unsafe { &mut *orig };
+    orig.flags |= NAT_F_REPLIED;
+    if key.proto == IPPROTO_TCP && track_reply(orig, tcp_flags) {
+        // A new connection from this side: its next packet (the
+        // handshake's last ACK) must be looked at again.
+        unsafe { (*entry).flags &= !NAT_F_REPLIED };
     }
-    Some(entry)
 }
 
+/// Returns whether the packet reopened the flow.
 #[inline(always)]
-fn track_reply(orig: &mut NatEntry, flags: u8) {
+fn track_reply(orig: &mut NatEntry, flags: u8) -> bool {
     if flags & TCP_RST != 0 {
         orig.state = CT_CLOSED;
+    } else if reopens(orig.state, flags) {
+        reopen(orig);
+        return true;
     } else if flags & TCP_FIN != 0 {
         orig.flags |= NAT_F_FIN_REPLY;
         orig.state = if orig.flags & NAT_F_FIN_ORIGINAL != 0 {
@@ -364,4 +438,5 @@ fn track_reply(orig: &mut NatEntry, flags: u8) {
     } else if flags & TCP_ACK != 0 && orig.state < CT_ESTABLISHED {
         orig.state = CT_ESTABLISHED;
     }
+    false
 }

@@ -6,7 +6,10 @@
 use aya_ebpf::programs::TcContext;
 use ebridge_common::{
     config::BridgeConfig,
-    nat::{NatKey, DIR_ORIGINAL, DIR_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    nat::{
+        NatKey, DIR_ORIGINAL, DIR_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, OWNER_CONTAINER,
+        OWNER_NODE,
+    },
     stats::*,
 };
 use network_types::ip::Ipv4Hdr;
@@ -17,7 +20,7 @@ use crate::{
     maps::NAT,
     packet::header_at,
     publish,
-    revnat::Delivery,
+    revnat::{Delivery, Outcome},
 };
 
 /// The quoted packet inside an ICMP error.
@@ -78,20 +81,18 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv4) -> Result<Quote, u32> {
 }
 
 /// An error from outside about a masqueraded packet: the quote names the
-/// uplink address and NAT port; both become the container's again.
+/// uplink address and NAT port; both become the container's again. An
+/// error about a node flow goes to the node (its port put back if it was
+/// moved), one about another bridge's flow on to that bridge's program.
 #[inline(always)]
-pub fn to_container(
-    ctx: &TcContext,
-    cfg: &BridgeConfig,
-    ip: &Ipv4,
-) -> Result<Option<Delivery>, u32> {
+pub fn to_container(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4) -> Result<Outcome, u32> {
     let Ok(q) = parse_quote(ctx, ip) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
     // Masqueraded flows quote the uplink address; published ones may quote
     // any node address they were reached on.
     if !ipv4_eq(&q.saddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&q.saddr) {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     }
     let key = NatKey {
         saddr: q.daddr,
@@ -103,10 +104,37 @@ pub fn to_container(
         _pad: [0; 2],
     };
     let Some(entry) = NAT.get_ptr(key) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
-    let (addr, port, ifindex, mac) =
-        unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
+    let (addr, port, ifindex, mac, owner) = unsafe {
+        (
+            (*entry).addr,
+            (*entry).port,
+            (*entry).ifindex,
+            (*entry).mac,
+            (*entry).owner,
+        )
+    };
+    match owner {
+        OWNER_CONTAINER => {}
+        OWNER_NODE => {
+            if port != q.sport {
+                rewrite_quote(
+                    ctx,
+                    ip.l4_off + 2,
+                    q.ip_off,
+                    q.ip_off + 12,
+                    q.saddr,
+                    q.saddr,
+                    q.sport_off,
+                    q.sport,
+                    port,
+                )?;
+            }
+            return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
+        }
+        _ => return Ok(Outcome::Pass(PASS_OTHER_BRIDGE)),
+    }
     ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, L4Csum::None)?;
     rewrite_quote(
         ctx,
@@ -119,7 +147,10 @@ pub fn to_container(
         q.sport,
         port,
     )?;
-    Ok(Some(Delivery { ifindex, mac }))
+    Ok(Outcome::Deliver(
+        Delivery { ifindex, mac },
+        FWD_REVNAT_ICMP_ERROR,
+    ))
 }
 
 /// An error a container sends about a packet of a masqueraded flow (say,

@@ -37,6 +37,8 @@ pub struct Ipv4 {
     /// Raw (network order) identification field.
     pub id: u16,
     pub frag: Frag,
+    /// Don't Fragment: too big for the next link means ICMP, not fragments.
+    pub df: bool,
     /// Offset just past the IPv4 payload (total length), where trailing
     /// padding starts: no header may be read beyond it.
     pub end: usize,
@@ -77,6 +79,7 @@ pub fn parse(ctx: &impl Frame) -> Result<Ipv4, u32> {
         daddr: ip.dst_addr,
         id: u16::from_ne_bytes(ip.id),
         frag,
+        df: frags & 0x4000 != 0,
         end: ETH_LEN + tot_len,
     })
 }

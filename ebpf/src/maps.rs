@@ -7,10 +7,13 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::{
-        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NODE_ADDRS,
-        MAX_PUBLISHED, MAX_SOCK_REWRITES,
+        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NAT_NO_PORT,
+        MAX_NODE_ADDRS, MAX_PUBLISHED, MAX_SOCK_REWRITES,
     },
-    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget, SockRewrite},
+    nat::{
+        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
+        SockRewrite,
+    },
     stats::{Counter, MAX_REASONS},
 };
 
@@ -53,3 +56,7 @@ pub static NODE_ADDRS: HashMap<[u8; 4], u8, MAX_NODE_ADDRS> = HashMap::new();
 /// Host sockets whose destination `connect4`/`sendmsg4` rewrote, by cookie.
 #[btf_map(name = "sock_rewrites")]
 pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruHashMap::new();
+
+/// Destinations that ran out of NAT ports since the agent last looked.
+#[btf_map(name = "nat_no_port")]
+pub static NAT_NO_PORT: LruHashMap<NoPortKey, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();

@@ -5,7 +5,10 @@ use aya_ebpf::programs::TcContext;
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_MASQUERADE},
     endpoint::Endpoint,
-    nat::{FragEntry, FragKey, NatEntry, DIR_ORIGINAL, IPPROTO_ICMP, NAT_F_DNAT, NAT_F_HAIRPIN},
+    nat::{
+        bridge_mark, FragEntry, FragKey, NatEntry, DIR_ORIGINAL, IPPROTO_ICMP, NAT_F_DNAT,
+        NAT_F_HAIRPIN,
+    },
     stats::*,
 };
 
@@ -239,6 +242,9 @@ fn send_out(
     if let Err(reason) = ipv4::decrement_ttl(ctx, ip) {
         return drop(ctx, reason);
     }
+    // Tells the uplink's egress programs this is a translated container
+    // packet of this bridge, not a node flow to hold.
+    ctx.set_mark(bridge_mark(cfg.bridge_ifindex));
     match fib::send(ctx, &route) {
         Ok(verdict) => {
             count(ctx, reason);

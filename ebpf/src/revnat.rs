@@ -5,17 +5,20 @@ use aya_ebpf::{
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_MASQUERADE},
-    nat::{FragEntry, FragKey, NatKey, DIR_REPLY, IPPROTO_ICMP},
+    nat::{
+        FragEntry, FragKey, NatKey, DIR_REPLY, IPPROTO_ICMP, OWNER_CONTAINER, OWNER_OTHER_BRIDGE,
+    },
     stats::*,
 };
 
 use crate::{
     conntrack::{self, Flow},
     icmp_error,
+    icmp_reply::{self, Refusal},
     ipv4::{self, Frag, Ipv4, L4Csum, IP_DADDR_OFF},
     l4,
-    maps::FRAGS,
-    publish,
+    maps::{FRAGS, NAT},
+    node_flow, publish,
     stats::{count, drop, pass},
 };
 
@@ -23,6 +26,16 @@ use crate::{
 pub struct Delivery {
     pub ifindex: u32,
     pub mac: [u8; 6],
+}
+
+/// What becomes of a packet that arrived on the uplink for a node address.
+pub enum Outcome {
+    /// Translated, into a container.
+    Deliver(Delivery, u32),
+    /// For a container but not forwardable: answered with an ICMP error.
+    Refuse(Refusal),
+    /// Not a container's: on to the next program or the node's stack.
+    Pass(u32),
 }
 
 #[inline(always)]
@@ -39,32 +52,30 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&ip.daddr) {
         return pass(ctx, PASS_UPLINK_HOST);
     }
-    let found = if ip.frag == Frag::Later {
-        later_fragment(ctx, &ip).map(|d| d.map(|d| (d, FWD_REVNAT)))
+    let outcome = if ip.frag == Frag::Later {
+        later_fragment(ctx, &ip)
     } else if ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error) {
-        icmp_error::to_container(ctx, cfg, &ip).map(|d| d.map(|d| (d, FWD_REVNAT_ICMP_ERROR)))
+        icmp_error::to_container(ctx, cfg, &ip)
     } else {
-        reply(ctx, &ip, now)
+        reply(ctx, cfg, &ip, now)
     };
-    let (delivery, reason) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => return pass(ctx, PASS_UPLINK_HOST),
-        Err(reason) => return drop(ctx, reason),
-    };
-    deliver(ctx, cfg, &ip, &delivery, reason)
+    match outcome {
+        Ok(Outcome::Deliver(delivery, reason)) => deliver(ctx, cfg, &ip, &delivery, reason),
+        Ok(Outcome::Refuse(why)) => icmp_reply::send(ctx, cfg, &ip, why),
+        Ok(Outcome::Pass(reason)) => pass(ctx, reason),
+        Err(reason) => drop(ctx, reason),
+    }
 }
 
 /// A reply (or its first fragment): conntrack, then rewrite destination
-/// address and port back to the container's.
+/// address and port back to the container's. A packet for the node itself
+/// (a node flow's reply, or no flow at all) passes whatever its TTL or
+/// size; one for a container is checked as a router would first, before
+/// any flow is created or accounted.
 #[inline(always)]
-fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>, u32> {
-    // Checked before any flow is created: an expiring packet must not
-    // leave a half-used pair behind.
-    if ip.ttl <= 1 {
-        return Err(DROP_TTL_EXCEEDED);
-    }
+fn reply(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, now: u64) -> Result<Outcome, u32> {
     let Ok(ports) = l4::parse(ctx, ip) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
     let key = NatKey {
         saddr: ip.saddr,
@@ -75,12 +86,32 @@ fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let (entry, reason) = match conntrack::ingress(&key, now, ports.tcp_flags, ctx.len()) {
-        Some(entry) => (entry, FWD_REVNAT),
+    let (entry, reason) = match NAT.get_ptr_mut(key) {
+        Some(entry) => {
+            let owner = unsafe { (*entry).owner };
+            if owner != OWNER_CONTAINER {
+                conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
+                if owner == OWNER_OTHER_BRIDGE {
+                    return Ok(Outcome::Pass(PASS_OTHER_BRIDGE));
+                }
+                if !node_flow::restore(ctx, ip, &ports, unsafe { &*entry }) {
+                    return Err(DROP_REWRITE_FAILED);
+                }
+                return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
+            }
+            if let Some(why) = icmp_reply::refusal(ctx, cfg, ip, unsafe { (*entry).ifindex }) {
+                return Ok(Outcome::Refuse(why));
+            }
+            conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
+            (entry, FWD_REVNAT)
+        }
         None => {
             let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
-                return Ok(None);
+                return Ok(Outcome::Pass(PASS_UPLINK_HOST));
             };
+            if let Some(why) = icmp_reply::refusal(ctx, cfg, ip, target.ifindex) {
+                return Ok(Outcome::Refuse(why));
+            }
             let flow = Flow {
                 proto: ip.proto,
                 saddr: ip.saddr,
@@ -94,9 +125,6 @@ fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>
     };
     let (addr, port, ifindex, mac) =
         unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
-    if ip.ttl <= 1 {
-        return Err(DROP_TTL_EXCEEDED);
-    }
     let csum = L4Csum::for_proto(ip.proto, ip.l4_off);
     ipv4::set_port(ctx, ports.dport_off, ports.dport, port, csum)?;
     ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, csum)?;
@@ -119,11 +147,11 @@ fn reply(ctx: &TcContext, ip: &Ipv4, now: u64) -> Result<Option<(Delivery, u32)>
             0,
         );
     }
-    Ok(Some((Delivery { ifindex, mac }, reason)))
+    Ok(Outcome::Deliver(Delivery { ifindex, mac }, reason))
 }
 
 #[inline(always)]
-fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Delivery>, u32> {
+fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<Outcome, u32> {
     let key = FragKey {
         saddr: ip.saddr,
         daddr: ip.daddr,
@@ -133,14 +161,14 @@ fn later_fragment(ctx: &TcContext, ip: &Ipv4) -> Result<Option<Delivery>, u32> {
     };
     // Unknown: a fragment for the node itself.
     let Some(entry) = FRAGS.get_ptr(key) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
     let (addr, ifindex, mac) = unsafe { ((*entry).addr, (*entry).ifindex, (*entry).mac) };
     if ip.ttl <= 1 {
         return Err(DROP_TTL_EXCEEDED);
     }
     ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, L4Csum::None)?;
-    Ok(Some(Delivery { ifindex, mac }))
+    Ok(Outcome::Deliver(Delivery { ifindex, mac }, FWD_REVNAT))
 }
 
 /// Decrement TTL, set the MACs and enter the container's netns.

@@ -1,6 +1,6 @@
 //! Turning a reason code into a TC or XDP verdict, counting it on the way.
 use aya_ebpf::{
-    bindings::{xdp_action, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
     programs::{TcContext, XdpContext},
 };
 
@@ -18,11 +18,14 @@ pub fn count(ctx: &impl Frame, reason: u32) {
     }
 }
 
-/// Hand the frame to the kernel bridge / stack.
+/// Not ours to keep: on to the next program in the TCX chain (TCX_NEXT),
+/// or with none left, to the kernel bridge / stack. TC_ACT_OK would end
+/// the chain and hide the packet from other programs on the device
+/// (another bridge's uplink program above all).
 #[inline(always)]
 pub fn pass(ctx: &TcContext, reason: u32) -> i32 {
     count(ctx, reason);
-    TC_ACT_OK
+    TC_ACT_UNSPEC
 }
 
 #[inline(always)]

@@ -1,14 +1,20 @@
 //! Entry programs on the uplink: TC ingress does reverse NAT, TC egress is
-//! the leak guard that iptables' MASQUERADE rule used to guarantee.
+//! the leak guard that iptables' MASQUERADE rule used to guarantee and
+//! holds the node's own flows in the NAT table.
 use aya_ebpf::{
-    bindings::TC_ACT_OK, helpers::generated::bpf_ktime_get_ns, macros::classifier,
+    bindings::TC_ACT_UNSPEC, helpers::generated::bpf_ktime_get_ns, macros::classifier,
     programs::TcContext,
 };
-use ebridge_common::{config::CONFIG_F_MASQUERADE, stats::*};
+use ebridge_common::{
+    config::CONFIG_F_MASQUERADE,
+    nat::{bridge_mark, MARK_MAGIC, MARK_MAGIC_MASK},
+    stats::*,
+};
 
 use crate::{
     ipv4,
     maps::CONFIG,
+    node_flow,
     packet::{self, ETH_P_IPV4},
     revnat,
     stats::{drop, pass},
@@ -18,7 +24,7 @@ use crate::{
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     packet::ensure_linear(&ctx);
     let Some(cfg) = CONFIG.get(0) else {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     };
     let Ok(eth) = packet::eth(&ctx) else {
         return pass(&ctx, PASS_UPLINK_HOST);
@@ -32,25 +38,42 @@ pub fn uplink_ingress(ctx: TcContext) -> i32 {
 
 /// Nothing with a container source address leaves un-NATed while
 /// masquerade is on, whatever path (kernel forwarding included) got it here.
+/// Everything else this bridge did not translate itself and that leaves
+/// from the masquerade address is the node's (or another bridge's): its
+/// tuple is held so no container flow takes it.
 #[classifier]
 pub fn uplink_egress(ctx: TcContext) -> i32 {
     let Some(cfg) = CONFIG.get(0) else {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     };
     if cfg.flags & CONFIG_F_MASQUERADE == 0 {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
+    packet::ensure_linear(&ctx);
     let Ok(eth) = packet::eth(&ctx) else {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     };
     if packet::ether_type(eth) != ETH_P_IPV4 {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
-    let Ok(ip) = packet::ipv4(&ctx) else {
-        return TC_ACT_OK;
+    let Ok(hdr) = packet::ipv4(&ctx) else {
+        return TC_ACT_UNSPEC;
     };
-    if ipv4::in_subnet(unsafe { &(*ip).src_addr }, cfg) {
+    let src = unsafe { (*hdr).src_addr };
+    if ipv4::in_subnet(&src, cfg) {
         return drop(&ctx, DROP_LEAK);
     }
-    TC_ACT_OK
+    if !ipv4::ipv4_eq(&src, &cfg.uplink_ipv4) {
+        return TC_ACT_UNSPEC;
+    }
+    let mark = unsafe { (*ctx.skb.skb).mark };
+    if mark == bridge_mark(cfg.bridge_ifindex) {
+        return TC_ACT_UNSPEC;
+    }
+    let other_bridge = mark & MARK_MAGIC_MASK == MARK_MAGIC;
+    let Ok(ip) = ipv4::parse(&ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    node_flow::leaving(&ctx, cfg, &ip, other_bridge, now)
 }

@@ -9,7 +9,7 @@
 //! frames longer than the bridge MTU (GSO packets in generic mode),
 //! TCP/UDP with a partial checksum (offload state an XDP frame cannot
 //! carry), anything not IPv4. The conntrack lookup and accounting are
-//! `conntrack::ingress`, the same function TC uses; nothing is changed
+//! `conntrack::on_reply`, the same function TC uses; nothing is changed
 //! before the packet is known to be ours, so a passed packet is never
 //! accounted twice.
 use aya_ebpf::{
@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use ebridge_common::{
     config::BridgeConfig,
-    nat::{NatKey, DIR_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    nat::{NatKey, DIR_REPLY, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, OWNER_CONTAINER},
     stats::*,
 };
 
@@ -28,7 +28,7 @@ use crate::{
     conntrack, csum,
     ipv4::{self, Frag, Ipv4},
     l4::{self, L4},
-    maps::CONFIG,
+    maps::{CONFIG, NAT},
     packet::{self, Frame, ETH_LEN, ETH_P_IPV4},
     stats::{count, xdp_drop, xdp_pass},
 };
@@ -103,8 +103,12 @@ fn reply(ctx: &XdpContext, cfg: &BridgeConfig) -> Result<u32, u32> {
     let now = unsafe { bpf_ktime_get_ns() };
     // No entry: nothing was touched, TC decides. An entry: it has been
     // accounted (and its TCP state followed), so the packet is ours.
-    let entry =
-        conntrack::ingress(&key, now, ports.tcp_flags, ctx.frame_len()).ok_or(PASS_XDP_TO_TC)?;
+    let entry = NAT.get_ptr_mut(key).ok_or(PASS_XDP_TO_TC)?;
+    // The node's and other bridges' flows are TC's to pass on.
+    if unsafe { (*entry).owner } != OWNER_CONTAINER {
+        return Err(PASS_XDP_TO_TC);
+    }
+    conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.frame_len());
     let (addr, port, ifindex, mac) =
         unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
     rewrite(&ip, &ports, &fields, addr, port);

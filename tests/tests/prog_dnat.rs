@@ -142,7 +142,7 @@ fn publish_on_every_address_matches_only_the_nodes_addresses() {
 
         let run = lab.uplink_receives(&to_uplink);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&to_uplink);
         lab.dp().assert_counted_once(PASS_UPLINK_HOST, &to_uplink);
         lab.assert_nat_len(0);
@@ -161,7 +161,7 @@ fn publish_on_every_address_matches_only_the_nodes_addresses() {
         // An address of the uplink's subnet that is not the node's does not.
         let not_ours = tcp_in([198, 51, 100, 9], 50002, 8080, TCP_SYN);
         let run = lab.uplink_receives(&not_ours);
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&not_ours);
 
         lab.assert_nat_len(4);
@@ -184,7 +184,7 @@ fn publish_on_one_address_matches_only_that_address() {
         let other = lab.uplink_receives(&to_uplink);
         let bound = lab.uplink_receives(&to_second);
 
-        other.assert_verdict(TC_ACT_OK);
+        other.assert_verdict(TC_NEXT);
         other.assert_frame_unchanged(&to_uplink);
         assert_dnated(&bound, &to_second, a, 80, 50000);
         lab.assert_inbound_pair(IPPROTO_TCP, (REMOTE_IP, 50000), (NODE_IP2, 8080), a, 80);
@@ -237,7 +237,7 @@ fn unpublished_port_or_protocol_passes_to_the_host_untouched() {
         let mut bytes = 0;
         for frame in &frames {
             let run = lab.uplink_receives(frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(frame);
             bytes += frame.len() as u64;
         }
@@ -281,7 +281,7 @@ fn port_range_maps_each_host_port_to_its_container_port() {
             udp_in(UPLINK_IP, 50000, 8999),
         ] {
             let run = lab.uplink_receives(&frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(&frame);
         }
 
@@ -400,7 +400,7 @@ fn published_ports_work_with_masquerade_off() {
         // Anything else the container sends is routed untranslated.
         let other = udp_out(IP_A, 54, REMOTE_IP, 41000, MAC_A);
         let run = lab.a_sends(&other);
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&other);
 
         lab.dp().assert_counters(&[
@@ -584,7 +584,7 @@ fn inbound_packet_with_ttl_2_is_delivered_with_ttl_1() {
 }
 
 #[test]
-fn inbound_packet_whose_ttl_would_expire_is_dropped_and_creates_no_flow() {
+fn inbound_packet_whose_ttl_would_expire_is_answered_and_creates_no_flow() {
     in_private_netns(|net| {
         let mut lab = lab(net);
         let a = lab.ctr_a();
@@ -593,9 +593,14 @@ fn inbound_packet_whose_ttl_would_expire_is_dropped_and_creates_no_flow() {
 
         let run = lab.uplink_receives(&frame);
 
-        run.assert_verdict(TC_ACT_SHOT);
-        run.assert_frame_unchanged(&frame);
-        lab.dp().assert_counted_once(DROP_TTL_EXCEEDED, &frame);
+        // As a router would: time exceeded in transit, from the node.
+        assert_icmp_answer(&run, &frame, 11, 0);
+        assert_eq!(
+            lab.dp().stats()[FWD_ICMP_TIME_EXCEEDED as usize].packets,
+            1,
+            "{}",
+            lab.dp().stats_summary()
+        );
         // The packet never reached the container: no flow may be left
         // behind for it (a new masqueraded flow expiring here makes none
         // either, PASS_TTL_EXPIRING).

@@ -38,7 +38,7 @@ fn endpoint_key_must_be_the_ingress_ifindex() {
         let frame = udp_frame(MAC_A, MAC_B, IP_A, IP_B);
 
         dp.run(net.veth_a, &frame).assert_verdict(TC_ACT_SHOT);
-        dp.run(net.peer_a, &frame).assert_verdict(TC_ACT_OK);
+        dp.run(net.peer_a, &frame).assert_verdict(TC_NEXT);
 
         dp.assert_counters(&[
             (DROP_UNKNOWN_ENDPOINT, 1, frame.len() as u64),

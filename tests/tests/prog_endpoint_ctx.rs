@@ -34,7 +34,7 @@ fn veth_ifindex_is_resolved_in_the_threads_netns_and_echoed() {
             .expect("test run on the veth");
 
         assert_eq!(run.ctx.ifindex, net.veth_a);
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         dp.assert_counted_once(PASS_MULTICAST, &frame);
         dp.assert_learned(MAC_A, net.veth_a, &run);
     });
@@ -51,7 +51,7 @@ fn no_ctx_or_ifindex_0_or_1_runs_on_loopback() {
         for ctx in [None, Some(SkBuff::on(0)), Some(SkBuff::on(1))] {
             let run = dp.try_run(ctx.as_ref(), &frame).expect("test run");
             assert_eq!(run.ctx.ifindex, 1, "ctx {:?}", ctx.map(|c| c.ifindex));
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
         }
         dp.assert_counters(&[(PASS_MULTICAST, 3, 3 * frame.len() as u64)]);
         assert_eq!(dp.fdb_get(MAC_A).map(|e| e.ifindex), Some(1));
@@ -120,7 +120,7 @@ fn only_the_documented_ctx_fields_may_be_set() {
             ..SkBuff::on(net.veth_a)
         };
         let run = dp.try_run(Some(&accepted), &frame).expect("allowed fields");
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         assert_eq!(
             (run.ctx.ifindex, run.ctx.mark, run.ctx.priority, run.ctx.cb),
             (net.veth_a, 0x42, 6, [1, 2, 3, 4, 5]),

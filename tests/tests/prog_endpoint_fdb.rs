@@ -18,7 +18,7 @@ fn first_frame_learns_the_sender_on_its_port_with_the_current_time() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
         fx.assert_fdb_holds_only(&[MAC_A]);
     });
@@ -150,10 +150,10 @@ fn learned_mac_is_used_for_the_way_back() {
         fx.dp.fdb_remove(MAC_B);
 
         let before = fx.dp.run(fx.b, &b_to_a);
-        before.assert_verdict(TC_ACT_OK); // A unknown yet
+        before.assert_verdict(TC_NEXT); // A unknown yet
         fx.dp.assert_learned(MAC_B, fx.b, &before);
 
-        fx.dp.run(fx.a, &a_to_unknown).assert_verdict(TC_ACT_OK);
+        fx.dp.run(fx.a, &a_to_unknown).assert_verdict(TC_NEXT);
         let after = fx.dp.run(fx.b, &b_to_a);
         after.assert_verdict(TC_ACT_REDIRECT);
 
@@ -178,7 +178,7 @@ fn local_entry_for_the_senders_mac_is_never_overwritten() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         assert_eq!(
             fx.dp.fdb_get(MAC_A),
             Some(local),

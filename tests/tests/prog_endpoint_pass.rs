@@ -1,5 +1,5 @@
 //! Everything the fast path does not own goes to the kernel bridge / stack
-//! with TC_ACT_OK, each under its own pass-* reason: the sender's own port
+//! with TC_NEXT, each under its own pass-* reason: the sender's own port
 //! (hairpin), broadcast and multicast, unknown destinations, the node's own
 //! MACs and expired FDB entries. (IPv4 to the node's MAC bound for outside
 //! is routed by the host while masquerade is off; `prog_snat.rs` covers
@@ -23,7 +23,7 @@ fn destination_on_the_senders_own_port_is_passed_same_port() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_SAME_PORT, &frame);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
@@ -41,7 +41,7 @@ fn frame_to_the_senders_own_mac_is_passed_same_port() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_SAME_PORT, &frame);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
@@ -56,7 +56,7 @@ fn broadcast_arp_request_is_passed_and_sender_learned() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_MULTICAST, &frame);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
@@ -78,7 +78,7 @@ fn ipv4_multicast_is_passed() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_MULTICAST, &frame);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
@@ -93,7 +93,7 @@ fn unknown_destination_mac_is_passed_unknown_dst() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_UNKNOWN_DST, &frame);
         fx.dp.assert_learned(MAC_A, fx.a, &run);
@@ -112,7 +112,7 @@ fn frame_to_the_bridge_mac_is_passed_to_host() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_TO_HOST, &frame);
         // The local entry is neither refreshed nor moved.
@@ -128,7 +128,7 @@ fn arp_to_the_bridge_mac_is_passed_to_host() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_TO_HOST, &frame);
         fx.assert_fdb_holds_only(&[MAC_A]);
@@ -147,7 +147,7 @@ fn ipv4_to_the_outside_without_masquerade_is_passed_routed() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_ROUTED, &frame);
         fx.assert_fdb_holds_only(&[MAC_A]);
@@ -165,7 +165,7 @@ fn ipv4_to_the_outside_without_forwarding_is_left_to_the_kernel() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_FIB_SLOW_PATH, &frame);
     });
@@ -187,7 +187,7 @@ fn expired_fdb_entry_is_passed_fdb_expired_and_kept() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         fx.dp.assert_counted_once(PASS_FDB_EXPIRED, &frame);
         // Removing aged entries is userspace's job: the program leaves it.

@@ -226,7 +226,7 @@ fn frame_to_the_uplink_without_a_flow_passes_untouched() {
         let mut bytes = 0;
         for frame in &frames {
             let run = lab.uplink_receives(frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(frame);
             bytes += frame.len() as u64;
         }
@@ -264,7 +264,7 @@ fn traffic_not_for_the_uplink_address_passes_untouched() {
         let mut bytes = 0;
         for frame in [&other_addr, &arp, &v6] {
             let run = lab.uplink_receives(frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(frame);
             bytes += frame.len() as u64;
         }
@@ -290,7 +290,7 @@ fn malformed_ipv4_on_the_uplink_is_the_hosts_problem() {
 
         for frame in [&bad_ihl, &too_long] {
             let run = lab.uplink_receives(frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(frame);
         }
 
@@ -300,7 +300,7 @@ fn malformed_ipv4_on_the_uplink_is_the_hosts_problem() {
 }
 
 #[test]
-fn reply_whose_ttl_would_expire_is_dropped() {
+fn reply_whose_ttl_would_expire_is_answered_with_time_exceeded() {
     in_private_netns(|net| {
         let lab = NatLab::new(net);
         let port = udp_flow(&lab);
@@ -316,9 +316,8 @@ fn reply_whose_ttl_would_expire_is_dropped() {
         let one = lab.uplink_receives(&with_ttl(1));
         let two = lab.uplink_receives(&with_ttl(2));
 
-        one.assert_verdict(TC_ACT_SHOT);
-        one.assert_frame_unchanged(&with_ttl(1));
-        assert_eq!(lab.dp().stats()[DROP_TTL_EXCEEDED as usize].packets, 1);
+        assert_icmp_answer(&one, &with_ttl(1), 11, 0);
+        assert_eq!(lab.dp().stats()[FWD_ICMP_TIME_EXCEEDED as usize].packets, 1);
         two.assert_verdict(TC_ACT_REDIRECT);
         let ip = Pkt(&two.out).ip();
         assert_eq!(ip.ttl(), 1);
@@ -400,7 +399,7 @@ fn later_fragment_of_an_unknown_datagram_passes_to_the_host() {
         let run = lab.uplink_receives(&later);
 
         // Could be a fragment for the node itself: not dropped.
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&later);
         assert_eq!(lab.dp().stats()[PASS_UPLINK_HOST as usize].packets, 1);
     });
@@ -430,7 +429,7 @@ fn outside_traffic_to_a_container_address_is_dropped_unless_routed() {
 
         let run = lab.uplink_receives(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_UPLINK_HOST, &frame);
     });

@@ -1,7 +1,7 @@
 //! Routed traffic: with masquerade off (`ebridge up --no-masquerade`), or
 //! with masquerade on but a route that does not leave by the uplink, a
 //! container's IPv4 to the gateway MAC is the kernel's to route, untouched:
-//! TC_ACT_OK as pass-routed, no conntrack state, whatever the protocol.
+//! TC_NEXT as pass-routed, no conntrack state, whatever the protocol.
 mod common;
 
 use common::{frame::*, nat::*, packet_test::*};
@@ -58,7 +58,7 @@ fn assert_all_routed(lab: &NatLab, what: &str, frames: &[Vec<u8>]) {
         let run = lab.a_sends(frame);
         assert_eq!(
             run.ret,
-            TC_ACT_OK,
+            TC_NEXT,
             "{what}: frame {i} not passed: {}",
             lab.dp().stats_summary()
         );
@@ -94,7 +94,7 @@ fn expiring_ttl_is_left_to_the_kernel() {
 
         let run = lab.a_sends(&frame);
 
-        assert_eq!(run.ret, TC_ACT_OK, "{what}");
+        assert_eq!(run.ret, TC_NEXT, "{what}");
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_TTL_EXPIRING, &frame);
     });

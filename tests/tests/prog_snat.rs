@@ -425,7 +425,7 @@ fn masquerade_off_passes_routed_untranslated() {
 
         let run = lab.a_sends(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_ROUTED, &frame);
         lab.assert_nat_len(0);
@@ -462,7 +462,7 @@ fn subnet_and_special_destinations_go_to_the_host() {
         let mut bytes = 0;
         for frame in &frames {
             let run = lab.a_sends(frame);
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(frame);
             bytes += frame.len() as u64;
         }
@@ -481,7 +481,7 @@ fn the_uplink_address_itself_is_local() {
 
         let run = lab.a_sends(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_TO_HOST, &frame);
         lab.assert_nat_len(0);
@@ -509,7 +509,7 @@ fn route_through_another_device_passes_routed() {
 
         let run = lab.a_sends(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_ROUTED, &frame);
         lab.assert_nat_len(0);
@@ -525,7 +525,7 @@ fn unreachable_route_is_left_to_the_kernel() {
 
         let run = lab.a_sends(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_FIB_SLOW_PATH, &frame);
         lab.assert_nat_len(0);
@@ -543,7 +543,7 @@ fn no_route_at_all_is_left_to_the_kernel_untranslated() {
 
         // The kernel answers net unreachable; which pass reason the FIB's
         // "not forwarded" maps to is the datapath's business.
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         let stats = lab.dp().stats();
         assert_eq!(
@@ -566,7 +566,7 @@ fn forwarding_off_on_the_bridge_is_left_to_the_kernel() {
 
         let run = lab.a_sends(&frame);
 
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_FIB_SLOW_PATH, &frame);
         lab.assert_nat_len(0);
@@ -589,7 +589,7 @@ fn frame_too_big_for_the_uplink_is_left_to_the_kernel() {
         let run = lab.a_sends(&frame);
 
         // The kernel sends fragmentation needed (DF is set).
-        run.assert_verdict(TC_ACT_OK);
+        run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&frame);
         lab.dp().assert_counted_once(PASS_FIB_SLOW_PATH, &frame);
         lab.assert_nat_len(0);
@@ -649,7 +649,7 @@ fn expiring_ttl_is_left_to_the_kernel() {
             let run = lab.a_sends(&frame);
 
             // The kernel answers time exceeded (traceroute's first hop).
-            run.assert_verdict(TC_ACT_OK);
+            run.assert_verdict(TC_NEXT);
             run.assert_frame_unchanged(&frame);
             bytes += frame.len() as u64;
         }

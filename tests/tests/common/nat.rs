@@ -16,7 +16,7 @@
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE},
     maps::{PROG_UPLINK_EGRESS, PROG_UPLINK_INGRESS},
-    nat::{NatEntry, NatKey, DIR_ORIGINAL, DIR_REPLY},
+    nat::{bridge_mark, NatEntry, NatKey, DIR_ORIGINAL, DIR_REPLY},
 };
 
 use super::{frame::*, packet_test::*};
@@ -150,9 +150,28 @@ impl NatLab {
         self.fx.dp.run_prog(PROG_UPLINK_INGRESS, self.uplink, frame)
     }
 
-    /// `frame` leaving by the uplink (TC egress).
+    /// `frame` leaving by the uplink (TC egress), as the node's stack
+    /// sends it (no mark).
     pub fn uplink_sends(&self, frame: &[u8]) -> Run {
         self.fx.dp.run_prog(PROG_UPLINK_EGRESS, self.uplink, frame)
+    }
+
+    /// `frame` leaving by the uplink with `skb->mark` = `mark`: what a
+    /// bridge's endpoint program redirected there (its `bridge_mark`).
+    pub fn uplink_sends_marked(&self, frame: &[u8], mark: u32) -> Run {
+        let ctx = SkBuff {
+            mark,
+            ..SkBuff::on(self.uplink)
+        };
+        self.fx
+            .dp
+            .try_run_prog(PROG_UPLINK_EGRESS, Some(&ctx), frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of uplink_egress: {e:?}"))
+    }
+
+    /// The mark this lab's bridge puts on what it sends out of the uplink.
+    pub fn own_mark(&self) -> u32 {
+        bridge_mark(self.fx.net.bridge)
     }
 
     /// Sends `frame` from the container on host veth `from` and returns the
@@ -477,6 +496,51 @@ pub fn assert_l4_checksum(what: &str, proto: u8, saddr: [u8; 4], daddr: [u8; 4],
         "{what}: protocol {proto} checksum does not verify over {} bytes",
         l4.len()
     );
+}
+
+/// Asserts that `run` turned `frame` (as it arrived on the uplink) into
+/// the ICMP error `ty`/`code` a router would send: back to the frame's
+/// source MAC and address, from the address it was sent to, quoting its
+/// IPv4 header and first 8 payload bytes exactly, every checksum valid.
+/// Returns the 4 bytes after the ICMP checksum (the next-hop MTU field).
+pub fn assert_icmp_answer(run: &Run, frame: &[u8], ty: u8, code: u8) -> [u8; 4] {
+    run.assert_verdict(TC_ACT_REDIRECT);
+    let asked = Pkt(frame);
+    let got = Pkt(&run.out);
+    assert_eq!(
+        got.dst_mac(),
+        asked.src_mac(),
+        "ICMP answer: back to the sender's MAC"
+    );
+    assert_eq!(
+        got.src_mac(),
+        asked.dst_mac(),
+        "ICMP answer: from the MAC it reached"
+    );
+    let (asked, ip) = (asked.ip(), got.ip());
+    assert_eq!(
+        ip.saddr(),
+        asked.daddr(),
+        "ICMP answer: from the address asked for"
+    );
+    assert_eq!(ip.daddr(), asked.saddr(), "ICMP answer: to the sender");
+    assert_eq!(ip.proto(), IPPROTO_ICMP);
+    assert_eq!(ip.ttl(), 64);
+    assert_eq!((ip.l4()[0], ip.l4()[1]), (ty, code), "ICMP type and code");
+    let quoted = &asked.0[..asked.ihl() + 8];
+    assert_eq!(
+        &ip.l4()[8..],
+        quoted,
+        "the quote is the packet's header + 8 bytes"
+    );
+    assert_eq!(ip.tot_len(), 20 + 8 + quoted.len());
+    assert_eq!(
+        run.out.len(),
+        ETH_HLEN + ip.tot_len(),
+        "trimmed to the ICMP error"
+    );
+    ip.assert_checksums("ICMP answer");
+    ip.l4()[4..8].try_into().unwrap()
 }
 
 pub fn in_nat_range(port: u16) -> bool {

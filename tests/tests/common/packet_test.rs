@@ -18,7 +18,7 @@
 use std::{ffi::CString, process::Command, thread, time::Duration};
 
 use aya::{
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, MapError, PerCpuArray},
     programs::{ProgramError, SchedClassifier},
     Ebpf, EbpfLoader, TestRun, TestRunOptions,
 };
@@ -36,7 +36,9 @@ use ebridge_common::{
     stats::{reason_label, Counter, MAX_REASONS},
 };
 
-pub const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_UNSPEC` (-1): not the program's to keep; the next program in
+/// the TCX chain (TCX_NEXT) or, with none left, the kernel gets it.
+pub const TC_NEXT: u32 = u32::MAX;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
@@ -379,7 +381,7 @@ impl Datapath {
             .expect("fdb map")
             .try_into()
             .expect("fdb is a HashMap<MacAddr, FdbEntry>");
-        fdb.get(&MacAddr { octets: mac }, 0).ok()
+        found(fdb.get(&MacAddr { octets: mac }, 0), "read fdb entry")
     }
 
     pub fn fdb_len(&self) -> usize {
@@ -389,7 +391,7 @@ impl Datapath {
             .expect("fdb map")
             .try_into()
             .expect("fdb is a HashMap<MacAddr, FdbEntry>");
-        fdb.keys().count()
+        fdb.keys().map(|k| k.expect("read fdb key")).count()
     }
 
     fn nat_map(&self) -> HashMap<&aya::maps::MapData, NatKey, NatEntry> {
@@ -401,7 +403,7 @@ impl Datapath {
     }
 
     pub fn nat_get(&self, key: &NatKey) -> Option<NatEntry> {
-        self.nat_map().get(key, 0).ok()
+        found(self.nat_map().get(key, 0), "read nat entry")
     }
 
     /// Every conntrack entry (two per flow).
@@ -582,7 +584,7 @@ pub fn fmt_mac(mac: [u8; 6]) -> String {
 
 pub fn verdict_name(ret: u32) -> &'static str {
     match ret {
-        TC_ACT_OK => "TC_ACT_OK",
+        TC_NEXT => "TC_NEXT",
         TC_ACT_SHOT => "TC_ACT_SHOT",
         TC_ACT_REDIRECT => "TC_ACT_REDIRECT",
         _ => "unexpected verdict",
@@ -718,6 +720,17 @@ impl Fixture {
             );
         }
         assert_eq!(self.dp.fdb_len(), 2 + extra.len(), "unexpected fdb entries");
+    }
+}
+
+/// A map lookup's value, or None for a key the map does not hold. Any other
+/// error fails the test: read as "absent" it would pass the checks that
+/// something was removed or never made.
+fn found<V>(lookup: Result<V, MapError>, what: &str) -> Option<V> {
+    match lookup {
+        Ok(value) => Some(value),
+        Err(MapError::KeyNotFound) => None,
+        Err(e) => panic!("{what}: {e:?}"),
     }
 }
 

@@ -1,0 +1,184 @@
+//! The node's own flows through the uplink address share the port space
+//! with masqueraded containers, as MASQUERADE's flows share the kernel's
+//! conntrack with the node's. Every flow the node starts from the uplink
+//! address is held in the `nat` table by its reply tuple (a reservation),
+//! so no container flow can claim it and its replies go to the node's
+//! stack. A node flow that finds its tuple already held by a container
+//! flow has its source port moved to a free one on the way out and back
+//! on the way in (Cilium tracks host flows in its SNAT table the same way).
+//! Flows of another ebridge bridge on the same uplink are held the same
+//! way, by the mark that bridge put on them, but never moved.
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
+use ebridge_common::{
+    config::BridgeConfig,
+    nat::{NatEntry, NatKey, DIR_NODE, DIR_REPLY, OWNER_NODE, OWNER_OTHER_BRIDGE},
+    stats::*,
+};
+
+use crate::{
+    conntrack::{self, Flow},
+    ipv4::{self, Frag, Ipv4, L4Csum},
+    l4::{self, L4},
+    maps::NAT,
+    stats::pass,
+};
+
+/// A packet leaving by the uplink from the masquerade address that this
+/// bridge's endpoint program did not send: the node's (or, with
+/// `other_bridge`, another bridge's). Always leaves; only its source port
+/// may change.
+#[inline(always)]
+pub fn leaving(
+    ctx: &TcContext,
+    cfg: &BridgeConfig,
+    ip: &Ipv4,
+    other_bridge: bool,
+    now: u64,
+) -> i32 {
+    // Later fragments carry no ports: the first one held the tuple.
+    if ip.frag == Frag::Later {
+        return pass(ctx, PASS_NODE_FLOW_OUT);
+    }
+    let Ok(ports) = l4::parse(ctx, ip) else {
+        return pass(ctx, PASS_NODE_FLOW_OUT);
+    };
+    // An echo reply answers someone else's ping: no tuple of ours.
+    if ports.echo_reply {
+        return pass(ctx, PASS_NODE_FLOW_OUT);
+    }
+    let flow = Flow {
+        proto: ip.proto,
+        saddr: ip.saddr,
+        daddr: ip.daddr,
+        sport: ports.sport,
+        dport: ports.dport,
+    };
+    let held = reply_key(&flow, ports.sport);
+    let owner = if other_bridge {
+        OWNER_OTHER_BRIDGE
+    } else {
+        OWNER_NODE
+    };
+    let existing = NAT.get_ptr_mut(held);
+    if let Some(entry) = existing {
+        // The usual packet: the flow's own reservation, one lookup.
+        if unsafe { (*entry).owner == owner && (*entry).port == ports.sport } {
+            seen(entry, &ports, now, ctx.len());
+            return pass(ctx, PASS_NODE_FLOW_OUT);
+        }
+    }
+    if other_bridge {
+        if existing.is_some() {
+            return pass(ctx, PASS_OTHER_BRIDGE_CLASH);
+        }
+        return reserve(ctx, &flow, &held, owner, &ports, now);
+    }
+    // A node flow moved earlier keeps its port, whoever holds the tuple now.
+    if let Some(entry) = NAT.get_ptr_mut(flow.key(DIR_NODE)) {
+        seen(entry, &ports, now, ctx.len());
+        let to = unsafe { (*entry).port };
+        return move_port(ctx, ip, &ports, to);
+    }
+    if existing.is_none() {
+        return reserve(ctx, &flow, &held, owner, &ports, now);
+    }
+    match move_away(&flow, cfg, &ports, now, ctx.len()) {
+        Ok(to) => move_port(ctx, ip, &ports, to),
+        Err(_) => pass(ctx, PASS_NODE_UNTRACKED),
+    }
+}
+
+/// The tuple replies to the flow will carry, with `port` as our side's.
+#[inline(always)]
+fn reply_key(flow: &Flow, port: u16) -> NatKey {
+    NatKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport: flow.dport,
+        dport: port,
+        proto: flow.proto,
+        dir: DIR_REPLY,
+        _pad: [0; 2],
+    }
+}
+
+#[inline(always)]
+fn seen(entry: *mut NatEntry, ports: &L4, now: u64, bytes: u32) {
+    conntrack::account(entry, now, bytes);
+    if ports.tcp_flags != 0 {
+        unsafe { conntrack::track_original(&mut *entry, ports.tcp_flags) };
+    }
+}
+
+/// Holds the tuple for the flow. A full table (or a racing insert) costs
+/// the reservation, never the packet.
+#[inline(always)]
+fn reserve(ctx: &TcContext, flow: &Flow, held: &NatKey, owner: u8, ports: &L4, now: u64) -> i32 {
+    let mut entry = conntrack::blank(now);
+    entry.owner = owner;
+    entry.addr = flow.saddr;
+    entry.port = flow.sport;
+    entry.state = conntrack::initial_state(flow, ports.tcp_flags);
+    entry.packets = 1;
+    entry.bytes = u64::from(ctx.len());
+    if NAT.insert(*held, entry, u64::from(BPF_NOEXIST)).is_err() && NAT.get_ptr(*held).is_none() {
+        return pass(ctx, PASS_NODE_UNTRACKED);
+    }
+    pass(ctx, PASS_NODE_FLOW_OUT)
+}
+
+/// Claims a free port for a node flow whose tuple a container flow holds:
+/// the reply entry (claiming the port) leads back to the node's own port,
+/// the `DIR_NODE` entry (keyed by what the node sends) to the new one.
+#[inline(always)]
+fn move_away(
+    flow: &Flow,
+    cfg: &BridgeConfig,
+    ports: &L4,
+    now: u64,
+    bytes: u32,
+) -> Result<u16, u32> {
+    let mut back = conntrack::blank(now);
+    back.owner = OWNER_NODE;
+    back.addr = flow.saddr;
+    back.port = flow.sport;
+    let template = reply_key(flow, 0);
+    let port = conntrack::claim_port(&template, &back, flow.sport, cfg)?;
+    let mut out = conntrack::blank(now);
+    out.owner = OWNER_NODE;
+    out.addr = flow.saddr;
+    out.port = port;
+    out.state = conntrack::initial_state(flow, ports.tcp_flags);
+    out.packets = 1;
+    out.bytes = u64::from(bytes);
+    if NAT
+        .insert(flow.key(DIR_NODE), out, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        let _ = NAT.remove(reply_key(flow, port));
+        return Err(DROP_NAT_TABLE_FULL);
+    }
+    Ok(port)
+}
+
+#[inline(always)]
+fn move_port(ctx: &TcContext, ip: &Ipv4, ports: &L4, to: u16) -> i32 {
+    let csum = L4Csum::for_proto(ip.proto, ip.l4_off);
+    if ipv4::set_port(ctx, ports.sport_off, ports.sport, to, csum).is_err() {
+        // Unchanged, it still reaches its peer; the replies may not.
+        return pass(ctx, PASS_NODE_UNTRACKED);
+    }
+    pass(ctx, PASS_NODE_PORT_MOVED)
+}
+
+/// A reply to a node flow (`entry` is its reply entry): the destination
+/// port goes back to the node's own if it was moved. Returns false if the
+/// rewrite failed.
+#[inline(always)]
+pub fn restore(ctx: &TcContext, ip: &Ipv4, ports: &L4, entry: &NatEntry) -> bool {
+    if entry.port == ports.dport {
+        return true;
+    }
+    let csum = L4Csum::for_proto(ip.proto, ip.l4_off);
+    ipv4::set_port(ctx, ports.dport_off, ports.dport, entry.port, csum).is_ok()
+}

@@ -6,7 +6,9 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::*,
-    nat::{FragEntry, FragKey, NatEntry, NatKey, PublishKey, PublishTarget},
+    nat::{
+        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
+    },
     stats::Counter,
 };
 
@@ -22,6 +24,7 @@ pub struct DatapathMaps {
     pub frags: HashMap<MapData, FragKey, FragEntry>,
     pub publish: HashMap<MapData, PublishKey, PublishTarget>,
     pub node_addrs: HashMap<MapData, [u8; 4], u8>,
+    pub nat_no_port: HashMap<MapData, NoPortKey, NoPortCount>,
 }
 
 fn open(bridge: &str, name: &str) -> Result<Map> {
@@ -44,6 +47,7 @@ impl DatapathMaps {
             frags: open(bridge, MAP_FRAGS)?.try_into()?,
             publish: open(bridge, MAP_PUBLISH)?.try_into()?,
             node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
+            nat_no_port: open(bridge, MAP_NAT_NO_PORT)?.try_into()?,
         })
     }
 

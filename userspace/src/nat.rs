@@ -58,6 +58,9 @@ impl Timeouts {
 /// One flow: both entries, as `conntrack -L` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct FlowView {
+    /// "container", "node" (the node's own flow, held so no container
+    /// takes its tuple) or "other-bridge" (another bridge's on the uplink).
+    pub owner: &'static str,
     pub proto: &'static str,
     pub state: &'static str,
     pub src: Ipv4Addr,
@@ -77,6 +80,12 @@ pub struct FlowView {
 struct Pair {
     original: (NatKey, NatEntry),
     reply: Option<(NatKey, NatEntry)>,
+}
+
+/// A node's (or another bridge's) flow whose tuple was free: one entry,
+/// keyed by its replies, naming its own port. It is the whole flow.
+fn is_reservation(key: &NatKey, entry: &NatEntry) -> bool {
+    entry.owner != OWNER_CONTAINER && key.dir == DIR_REPLY && entry.port == key.dport
 }
 
 /// The other entry of a flow. Hairpin flows have two container-side
@@ -111,18 +120,23 @@ type Paired = (Vec<Pair>, Vec<(NatKey, NatEntry)>);
 fn pairs(maps: &DatapathMaps) -> Result<Paired> {
     let mut originals = Vec::new();
     let mut replies = HashMap::new();
+    let mut out = Vec::new();
     for item in maps.nat.iter() {
         let (key, entry) = item?;
         // A hairpin flow's back entry (target → gateway) pairs with the
         // client's entry like a reply does.
         let back = entry.flags & NAT_F_BACK != 0;
-        if key.dir == DIR_ORIGINAL && !back {
+        if is_reservation(&key, &entry) {
+            out.push(Pair {
+                original: (key, entry),
+                reply: None,
+            });
+        } else if (key.dir == DIR_ORIGINAL && !back) || key.dir == DIR_NODE {
             originals.push((key, entry));
         } else {
             replies.insert(key, entry);
         }
     }
-    let mut out = Vec::with_capacity(originals.len());
     for (key, entry) in originals {
         let rkey = reply_key_of(&key, &entry);
         let reply = replies.remove(&rkey).map(|e| (rkey, e));
@@ -173,6 +187,9 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
         .into_iter()
         .map(|p| {
             let (k, e) = p.original;
+            if is_reservation(&k, &e) {
+                return reservation_view(&k, &e, now_ns);
+            }
             let (state, flags) = flow_state(&e, p.reply.as_ref().map(|(_, r)| r));
             let (rp, rb, rseen) = p
                 .reply
@@ -180,6 +197,7 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
                 .unwrap_or_default();
             let last = e.last_seen_ns.max(rseen);
             FlowView {
+                owner: owner_label(e.owner),
                 proto: proto_label(k.proto),
                 state: state_label(k.proto, state, flags),
                 src: Ipv4Addr::from(k.saddr),
@@ -199,6 +217,29 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
         .collect();
     flows.sort_by_key(|f| (f.src, f.sport, f.dst, f.dport));
     Ok(flows)
+}
+
+/// A reservation seen from the side that sent it: the node (or the other
+/// bridge) at `daddr:dport` of the key, translated to itself. Its one
+/// entry counts both directions.
+fn reservation_view(k: &NatKey, e: &NatEntry, now_ns: u64) -> FlowView {
+    FlowView {
+        owner: owner_label(e.owner),
+        proto: proto_label(k.proto),
+        state: state_label(k.proto, e.state, e.flags),
+        src: Ipv4Addr::from(k.daddr),
+        dst: Ipv4Addr::from(k.saddr),
+        sport: port(k.dport),
+        dport: port(k.sport),
+        nat_src: Ipv4Addr::from(k.daddr),
+        nat_sport: port(k.dport),
+        age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
+        idle_secs: now_ns.saturating_sub(e.last_seen_ns) as f64 / 1e9,
+        packets: e.packets,
+        bytes: e.bytes,
+        reply_packets: 0,
+        reply_bytes: 0,
+    }
 }
 
 #[derive(Debug, Default)]

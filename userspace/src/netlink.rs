@@ -30,9 +30,15 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub kind: Option<InfoKind>,
     pub controller: Option<u32>,
+    pub alias: Option<String>,
     pub tx_packets: u64,
     pub rx_packets: u64,
 }
+
+/// The `ifalias` `up` gives the bridges it makes: what tells ebridge's own
+/// bridge from someone else's when its pins are gone (e.g. they lived on a
+/// bpffs that was unmounted with a private mount namespace).
+pub const BRIDGE_ALIAS: &str = "ebridge datapath bridge";
 
 impl Link {
     fn from_message(msg: &LinkMessage) -> Self {
@@ -42,6 +48,7 @@ impl Link {
             mac: None,
             kind: None,
             controller: None,
+            alias: None,
             tx_packets: 0,
             rx_packets: 0,
         };
@@ -54,6 +61,7 @@ impl Link {
                     link.mac = Some(mac);
                 }
                 LinkAttribute::Controller(index) => link.controller = Some(*index),
+                LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
                 LinkAttribute::Stats64(stats) => {
                     link.tx_packets = stats.tx_packets;
                     link.rx_packets = stats.rx_packets;
@@ -151,6 +159,7 @@ impl Netlink {
         let msg = LinkBridge::new(name)
             .address(mac.to_vec())
             .mtu(mtu)
+            .alias(BRIDGE_ALIAS)
             .up()
             .build();
         self.handle

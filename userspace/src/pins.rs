@@ -51,7 +51,22 @@ pub fn ensure_bpffs() -> Result<()> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).context("cannot mount bpffs at /sys/fs/bpf");
     }
+    if private_mount_namespace() {
+        eprintln!(
+            "ebridge: warning: mounted bpffs at {BPFFS} inside a private mount namespace; the datapath's pins go away with it (run ebridge where {BPFFS} is the host's bpffs)"
+        );
+    }
     Ok(())
+}
+
+/// This process's mount namespace is not init's: a bpffs mounted here is
+/// not the one other ebridge commands and the agent will see.
+fn private_mount_namespace() -> bool {
+    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    match (ino("/proc/self/ns/mnt"), ino("/proc/1/ns/mnt")) {
+        (Ok(a), Ok(b)) => a != b,
+        _ => false,
+    }
 }
 
 /// Removes the bridge's pin directory and everything in it. Unlinking a

@@ -201,50 +201,27 @@ pub struct Listener {
 /// Listening TCP and bound UDP sockets of this network namespace, from
 /// /proc/net/{tcp,udp}{,6}.
 pub fn node_listeners() -> Result<Vec<Listener>> {
-    let mut out = Vec::new();
-    for (file, proto, listen_state) in [
-        ("/proc/net/tcp", IPPROTO_TCP, "0A"),
-        ("/proc/net/tcp6", IPPROTO_TCP, "0A"),
-        ("/proc/net/udp", IPPROTO_UDP, "07"),
-        ("/proc/net/udp6", IPPROTO_UDP, "07"),
-    ] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        out.extend(parse_proc_net(&text, proto, listen_state));
-    }
-    Ok(out)
+    Ok(listeners(crate::proc_net::sockets()?))
 }
 
-fn parse_proc_net(text: &str, proto: u8, listen_state: &str) -> Vec<Listener> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-            continue;
-        };
-        if *state != listen_state {
-            continue;
-        }
-        let Some((addr, port)) = local.split_once(':') else {
-            continue;
-        };
-        let Ok(port) = u16::from_str_radix(port, 16) else {
-            continue;
-        };
-        let addr = match addr.len() {
-            // IPv4 in host byte order (little-endian here).
-            8 => u32::from_str_radix(addr, 16)
-                .ok()
-                .map(|a| Ipv4Addr::from(a.to_ne_bytes())),
-            _ if addr.chars().all(|c| c == '0') => None,
+fn listeners(sockets: Vec<crate::proc_net::Socket>) -> Vec<Listener> {
+    sockets
+        .into_iter()
+        .filter(|s| s.state == crate::proc_net::listen_state(s.proto))
+        .filter_map(|s| {
             // A specific IPv6 address cannot take IPv4 traffic.
-            _ => continue,
-        };
-        let addr = addr.filter(|a| !a.is_unspecified());
-        out.push(Listener { proto, addr, port });
-    }
-    out
+            let addr = match s.local_addr {
+                crate::proc_net::Addr::V4(a) => Some(a).filter(|a| !a.is_unspecified()),
+                crate::proc_net::Addr::Any => None,
+                crate::proc_net::Addr::V6 => return None,
+            };
+            Some(Listener {
+                proto: s.proto,
+                addr,
+                port: s.local_port,
+            })
+        })
+        .collect()
 }
 
 /// Whether a node socket already holds one of the spec's host ports.
@@ -323,7 +300,7 @@ mod tests {
                    0: 0100007F:1F90 00000000:0000 0A 0\n\
                    1: 00000000:0016 00000000:0000 0A 0\n\
                    2: 0100007F:A000 0100007F:1F90 01 0\n";
-        let l = parse_proc_net(tcp, IPPROTO_TCP, "0A");
+        let l = listeners(crate::proc_net::parse(tcp, IPPROTO_TCP));
         assert_eq!(l.len(), 2);
         assert_eq!(
             l[0],

@@ -11,26 +11,45 @@ pub const DEFAULT_BRIDGE: &str = "ebr0";
 pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
 pub const DEFAULT_MTU: u32 = 1500;
 pub const DEFAULT_FDB_AGEING_SECS: u64 = 300;
-/// Linux's default ephemeral range, as the kernel's MASQUERADE uses.
-pub const DEFAULT_NAT_PORTS: (u16, u16) = (32768, 60999);
+/// MASQUERADE's range when none is given (`--to-ports` absent): a
+/// container's own port 1024 and above is kept when free, else any free
+/// one of 1024-65535; a privileged port stays privileged. Linux's
+/// ephemeral range (32768-60999) would give a container whose clients use
+/// 1024-65535 fewer than half the ports it needs (docs/datapath.md).
+pub const DEFAULT_NAT_PORTS: (u16, u16) = (
+    ebridge_common::nat::DEFAULT_NAT_PORT_MIN,
+    ebridge_common::nat::DEFAULT_NAT_PORT_MAX,
+);
 /// Linux's IFNAMSIZ (16) minus the terminating NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
 
+/// What the kernel's dev_valid_name() accepts, limited to ASCII: names are
+/// bytes to the kernel but characters to whoever reads `ip link`, and '%'
+/// is refused too because the kernel treats it as a template ("eth%d") and
+/// would create a device under another name.
 pub fn interface_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_IFNAME_LEN {
         return Err(usage(format!(
-            "{what} name '{name}' has {} characters; the kernel accepts 1 to {MAX_IFNAME_LEN}",
+            "{what} name '{}' is {} bytes long; the kernel accepts 1 to {MAX_IFNAME_LEN} bytes",
+            name.escape_debug(),
             name.len()
+        )));
+    }
+    if !name.is_ascii() {
+        return Err(usage(format!(
+            "{what} name '{}' is not ASCII; use ASCII letters, digits and punctuation other than '/', ':' and '%'",
+            name.escape_debug()
         )));
     }
     if name == "."
         || name == ".."
         || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == b'%' || !b.is_ascii_graphic())
     {
         return Err(usage(format!(
-            "{what} name '{name}' is not a valid interface name; use letters, digits, '-', '_' or '.'"
+            "{what} name '{}' is not a valid interface name; use ASCII letters, digits and punctuation other than '/', ':' and '%', not '.' or '..'",
+            name.escape_debug()
         )));
     }
     Ok(())
@@ -183,9 +202,19 @@ mod tests {
     fn interface_names() {
         assert!(interface_name("bridge", "ebr0").is_ok());
         assert!(interface_name("bridge", "fifteen-chars-x").is_ok());
-        assert!(msg(interface_name("bridge", "sixteen-chars-xx")).contains("1 to 15"));
-        assert!(msg(interface_name("bridge", "a/b")).contains("not a valid interface name"));
-        assert!(interface_name("bridge", "").is_err());
+        assert!(interface_name("bridge", "br_0.x-y+z@w").is_ok());
+        assert!(msg(interface_name("bridge", "sixteen-chars-xx")).contains("is 16 bytes long"));
+        assert!(msg(interface_name("bridge", "sixteen-chars-xx")).contains("1 to 15 bytes"));
+        // 8 characters, 16 bytes: the kernel counts bytes.
+        assert!(msg(interface_name("bridge", "éééééééé")).contains("is 16 bytes long"));
+        assert!(msg(interface_name("bridge", "ébr0")).contains("is not ASCII"));
+        for bad in ["a/b", "a:b", "a b", "a\tb", "br%d", ".", ".."] {
+            assert!(
+                msg(interface_name("bridge", bad)).contains("not a valid interface name"),
+                "{bad}"
+            );
+        }
+        assert!(msg(interface_name("bridge", "")).contains("is 0 bytes long"));
     }
 
     #[test]

@@ -92,13 +92,7 @@ async fn plan(
     let (netns_path, created_netns) = match &args.netns {
         Some(path) => {
             let path = PathBuf::from(path);
-            if !path.exists() {
-                return Err(usage(format!(
-                    "netns {} does not exist; pass an existing netns path (e.g. /run/netns/NAME or /proc/PID/ns/net) or omit --netns to create one",
-                    path.display()
-                )));
-            }
-            netns::inode_of(&path)?;
+            netns::check_netns_arg(&path)?;
             (path, false)
         }
         None => {
@@ -113,6 +107,24 @@ async fn plan(
             (path, true)
         }
     };
+    // The container side is born inside the netns under this name, so a
+    // name the netns already has ("lo" in every one) fails there, after the
+    // host side exists.
+    let ifname_taken = if created_netns {
+        args.ifname == "lo"
+    } else {
+        let ifname = args.ifname.clone();
+        crate::netlink::in_netns(&netns_path, move |nl| async move {
+            Ok(nl.link_by_name(&ifname).await?.is_some())
+        })?
+    };
+    if ifname_taken {
+        return Err(usage(format!(
+            "--ifname {}: netns {} already has an interface of that name; pick another --ifname",
+            args.ifname,
+            netns_path.display()
+        )));
+    }
 
     let subnet = Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
     let gateway = Ipv4Addr::from(cfg.gateway_ipv4);
@@ -202,10 +214,10 @@ async fn make(
     let result = wire(bridge, plan, cfg, maps, nl, &veth).await;
     if result.is_err() {
         for spec in &plan.publish {
-            super::publish::uninstall(maps, spec);
+            let _ = super::publish::uninstall(maps, spec);
         }
         let _ = datapath::detach_endpoint(bridge, &r.host_veth);
-        forget(maps, veth.index, r.ipv4, plan.mac, veth.mac);
+        let _ = forget(maps, veth.index, r.ipv4, plan.mac);
         // Deleting one end removes the peer inside the netns too.
         let _ = nl.delete_link(veth.index).await;
     }
@@ -280,22 +292,34 @@ fn configure_container_side(
     })
 }
 
-/// Removes an endpoint's entries from the maps; missing ones are fine.
-fn forget(
-    maps: &mut DatapathMaps,
-    ifindex: u32,
-    ipv4: Ipv4Addr,
-    mac: [u8; 6],
-    host_mac: Option<[u8; 6]>,
-) {
-    let _ = maps.endpoints.remove(&ifindex);
+/// Removes an endpoint's entries from the maps: the endpoint, its address,
+/// its MAC and every FDB entry on its port (what the container's MAC
+/// learned, the host veth's own). Missing ones are fine.
+fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+    if maps
+        .endpoints
+        .get(&ifindex, 0)
+        .is_ok_and(|ep| ep.ipv4 == ipv4.octets())
+    {
+        maps.endpoints.remove(&ifindex)?;
+    }
     if maps.endpoint_by_ip.get(&ipv4.octets(), 0).ok() == Some(ifindex) {
-        let _ = maps.endpoint_by_ip.remove(&ipv4.octets());
+        maps.endpoint_by_ip.remove(&ipv4.octets())?;
     }
-    let _ = maps.fdb.remove(&MacAddr { octets: mac });
-    if let Some(host_mac) = host_mac {
-        let _ = maps.fdb.remove(&MacAddr { octets: host_mac });
+    let mut on_port = vec![MacAddr { octets: mac }];
+    for item in maps.fdb.iter() {
+        let (key, entry) = item?;
+        if entry.ifindex == ifindex {
+            on_port.push(key);
+        }
     }
+    for key in &on_port {
+        match maps.fdb.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub async fn rm(bridge: &str, name: &str) -> Result<()> {
@@ -314,37 +338,44 @@ pub async fn rm(bridge: &str, name: &str) -> Result<()> {
         )));
     };
     let record = st.endpoints.remove(pos);
-    remove_endpoint(bridge, &record, &mut maps, &nl).await?;
+    remove_endpoint(bridge, &record, Some(&mut maps), &nl).await?;
     state::save(bridge, &st)?;
     println!("endpoint {name} removed");
     Ok(())
 }
 
-/// Undoes `add` for one endpoint. Shared with `down`.
+/// Undoes `add` for one endpoint, whether or not its veth and namespace
+/// still exist (a container's namespace may die first, taking the veth
+/// with it). Shared with `down`, which has no maps to clean when the
+/// datapath's pins are already gone.
 pub async fn remove_endpoint(
     bridge: &str,
     record: &EndpointRecord,
-    maps: &mut DatapathMaps,
+    maps: Option<&mut DatapathMaps>,
     nl: &Netlink,
 ) -> Result<()> {
-    for spec in record
-        .publish
-        .iter()
-        .filter_map(|p| crate::publish::parse(p).ok())
-    {
-        super::publish::uninstall(maps, &spec);
+    let veth = nl.link_by_name(&record.host_veth).await?;
+    if let Some(maps) = maps {
+        for spec in record
+            .publish
+            .iter()
+            .filter_map(|p| crate::publish::parse(p).ok())
+        {
+            super::publish::uninstall(maps, &spec)?;
+        }
+        datapath::detach_endpoint(bridge, &record.host_veth)?;
+        crate::nat::forget_endpoint(maps, record.ipv4)?;
+        let mac = ipam::parse_mac(&record.mac).unwrap_or_default();
+        // The maps remember the host veth's index after the veth is gone.
+        let ifindex = match &veth {
+            Some(veth) => Some(veth.index),
+            None => maps.endpoint_by_ip.get(&record.ipv4.octets(), 0).ok(),
+        };
+        if let Some(ifindex) = ifindex {
+            forget(maps, ifindex, record.ipv4, mac)?;
+        }
     }
-    datapath::detach_endpoint(bridge, &record.host_veth)?;
-    crate::nat::forget_endpoint(maps, record.ipv4)?;
-    let mac = ipam::parse_mac(&record.mac).ok();
-    if let Some(veth) = nl.link_by_name(&record.host_veth).await? {
-        forget(
-            maps,
-            veth.index,
-            record.ipv4,
-            mac.unwrap_or_default(),
-            veth.mac,
-        );
+    if let Some(veth) = veth {
         nl.delete_link(veth.index).await?;
     }
     if record.created_netns {

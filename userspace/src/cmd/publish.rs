@@ -80,17 +80,28 @@ pub fn install(
             _pad2: [0; 2],
         };
         if let Err(e) = maps.publish.insert(key, target, 0) {
-            uninstall(maps, spec);
+            let _ = uninstall(maps, spec);
             return Err(e.into());
         }
     }
     Ok(())
 }
 
-pub fn uninstall(maps: &mut DatapathMaps, spec: &PublishSpec) {
+/// Removes the spec's ports from the `publish` map. Ports already gone
+/// are fine; any other failure is reported, since a port left behind
+/// would keep forwarding while `publish ls` no longer shows it.
+pub fn uninstall(maps: &mut DatapathMaps, spec: &PublishSpec) -> Result<()> {
     for (key, _) in keys(spec) {
-        let _ = maps.publish.remove(&key);
+        match maps.publish.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot remove published port {spec} from the datapath"
+                )))
+            }
+        }
     }
+    Ok(())
 }
 
 fn host_ifindex(maps: &DatapathMaps, record: &EndpointRecord) -> Result<u32> {
@@ -142,8 +153,8 @@ pub async fn rm(bridge: &str, name: &str, spec_text: &str) -> Result<()> {
             }
         )));
     };
+    uninstall(&mut maps, &spec)?;
     record.publish.remove(pos);
-    uninstall(&mut maps, &spec);
     state::save(bridge, &st)?;
     println!("{name}: unpublished {spec}");
     Ok(())

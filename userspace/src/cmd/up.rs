@@ -2,7 +2,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
-    config::{BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE},
+    config::{BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE, CONFIG_F_NAT_PORTS_GIVEN},
     fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
 };
 use ipnet::Ipv4Net;
@@ -27,6 +27,8 @@ struct Plan {
     icc: bool,
     masquerade: bool,
     nat_ports: (u16, u16),
+    /// `--nat-ports` maps every port into its range, privileged ones too.
+    nat_ports_given: bool,
     nat_entries: u32,
     xdp: XdpMode,
 }
@@ -59,6 +61,7 @@ fn plan(args: &UpArgs) -> Result<Plan> {
         icc: !args.no_icc,
         masquerade: !args.no_masquerade,
         nat_ports,
+        nat_ports_given: args.nat_ports.is_some(),
         nat_entries,
         xdp: args.xdp.unwrap_or_default(),
     })
@@ -101,6 +104,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
 /// Refuses input that cannot be used, before anything is made.
 async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<(Link, Ipv4Addr)> {
     let bridge = &plan.bridge;
+    if super::down::stale_bridge(nl, bridge).await?.is_some() {
+        return Err(usage(format!(
+            "bridge {bridge} was made by ebridge but its datapath pins under {} are gone (a bpffs that was unmounted, e.g. with a private mount namespace?); run 'ebridge down --bridge {bridge}' to remove what is left, then 'up' again",
+            pins::bridge_dir(bridge).display()
+        )));
+    }
     if nl.link_by_name(bridge).await?.is_some() {
         return Err(usage(format!(
             "a link named {bridge} already exists and was not made by ebridge; pick another --bridge name"
@@ -217,6 +226,9 @@ async fn bring_up_datapath(
     enable_forwarding(&plan.bridge)?;
 
     let mut flags = 0;
+    if plan.nat_ports_given {
+        flags |= CONFIG_F_NAT_PORTS_GIVEN;
+    }
     if plan.masquerade {
         flags |= CONFIG_F_MASQUERADE;
     }
@@ -258,7 +270,11 @@ async fn bring_up_datapath(
         .iter()
         .map(|a| a.net.addr())
         .collect();
-    DatapathMaps::open(&plan.bridge)?.sync_node_addrs(&addrs)?;
+    let mut maps = DatapathMaps::open(&plan.bridge)?;
+    maps.sync_node_addrs(&addrs)?;
+    if plan.masquerade {
+        crate::node_flows::hold_existing(&mut maps, uplink_ip, super::show::monotonic_ns())?;
+    }
     Ok(())
 }
 

@@ -66,6 +66,8 @@ pub struct Lab {
 }
 
 pub const NODE_UPLINK_IP: &str = "198.51.100.1";
+/// ebridge_common::fdb::FDB_F_LOCAL (this crate does not depend on it).
+const FDB_F_LOCAL: u64 = 1;
 pub const OUTSIDE_IP: &str = "198.51.100.2";
 pub const SERVER_IP: &str = "203.0.113.2";
 
@@ -365,22 +367,30 @@ impl Lab {
             .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}: {text}"))
     }
 
-    /// Counters by reason label: (packets, bytes).
+    /// Counters by reason label: (packets, bytes). A row without a reason
+    /// or a count fails the test: read as zero it would pass "nothing
+    /// dropped" checks it should fail.
     pub fn stats(&self) -> HashMap<String, (u64, u64)> {
         let v = self.json(&["show", "stats"]);
-        v.as_array()
-            .expect("stats is a list")
-            .iter()
-            .map(|r| {
-                (
-                    r["reason"].as_str().unwrap_or("?").to_string(),
-                    (
-                        r["packets"].as_u64().unwrap_or(0),
-                        r["bytes"].as_u64().unwrap_or(0),
-                    ),
-                )
-            })
-            .collect()
+        let rows = v
+            .as_array()
+            .unwrap_or_else(|| panic!("show stats --json is not a list: {v}"));
+        let mut out = HashMap::new();
+        for r in rows {
+            let reason = r["reason"]
+                .as_str()
+                .unwrap_or_else(|| panic!("stats row without a reason: {r}"));
+            let count = |field: &str| {
+                r[field]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("stats row without a numeric {field}: {r}"))
+            };
+            let counters = (count("packets"), count("bytes"));
+            if out.insert(reason.to_string(), counters).is_some() {
+                panic!("show stats lists reason {reason} twice: {v}");
+            }
+        }
+        out
     }
 
     pub fn packets(&self, reason: &str) -> u64 {
@@ -422,21 +432,93 @@ impl Lab {
         let pins = run("find", &[&format!("/sys/fs/bpf/ebridge/{}", self.bridge)]);
         s += &stdout(&pins);
         s += &stdout(&run("find", &[&format!("/run/ebridge/{}", self.bridge)]));
+        s += &self.user_maps();
+        s
+    }
+
+    /// The entries of every pinned map that only commands write (traffic
+    /// changes nat, frags, stats, sock_rewrites and learned FDB entries),
+    /// sorted, as bpftool reads them: a failed command must leave them as
+    /// they were, whatever the state file says. Empty while the bridge is
+    /// not up.
+    pub fn user_maps(&self) -> String {
+        let dir = PathBuf::from(format!("/sys/fs/bpf/ebridge/{}", self.bridge));
+        match std::fs::metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return String::new(),
+            Err(e) => panic!("cannot stat {}: {e}", dir.display()),
+        }
+        let mut s = String::new();
+        for map in [
+            "config",
+            "endpoints",
+            "endpoint_by_ip",
+            "fdb",
+            "publish",
+            "node_addrs",
+        ] {
+            let path = dir.join(map);
+            let text = run_ok(
+                "bpftool",
+                &["-j", "map", "dump", "pinned", path.to_str().expect("utf-8")],
+            );
+            let dump: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("bpftool dump of {map} is not JSON: {e}: {text}"));
+            let entries = dump
+                .as_array()
+                .unwrap_or_else(|| panic!("bpftool dump of {map} is not a list: {text}"));
+            let mut lines = Vec::new();
+            for entry in entries {
+                // "formatted" is the BTF-typed view; without BTF the raw
+                // bytes would do as well, but every map here has BTF.
+                let typed = &entry["formatted"];
+                if typed.is_null() {
+                    panic!("bpftool dump of {map} has no BTF-typed entries: {entry}");
+                }
+                if map == "fdb" {
+                    let flags = typed["value"]["flags"]
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("fdb entry without flags: {entry}"));
+                    if flags & FDB_F_LOCAL == 0 {
+                        continue;
+                    }
+                }
+                lines.push(format!("{map} {typed}\n"));
+            }
+            lines.sort();
+            s += &format!("{map}: {} entries\n", lines.len());
+            s.extend(lines);
+        }
         s
     }
 
     /// Namespaces of this lab that exist now.
     pub fn own_netns(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir("/run/netns")
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| n.starts_with(&format!("{}-", self.id)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        self.try_own_netns()
+            .unwrap_or_else(|e| panic!("cannot list /run/netns: {e}"))
+    }
+
+    /// `own_netns` for Drop, which must not panic (a panic while unwinding
+    /// aborts every test of the binary, and their cleanup with it).
+    fn try_own_netns(&self) -> std::io::Result<Vec<String>> {
+        let dir = match std::fs::read_dir("/run/netns") {
+            Ok(dir) => dir,
+            // No named namespace at all yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let prefix = format!("{}-", self.id);
+        let mut names = Vec::new();
+        for entry in dir {
+            // Lab names are ASCII; anything else is not this lab's.
+            if let Ok(name) = entry?.file_name().into_string() {
+                if name.starts_with(&prefix) {
+                    names.push(name);
+                }
+            }
+        }
         names.sort();
-        names
+        Ok(names)
     }
 }
 
@@ -452,7 +534,7 @@ impl Drop for Lab {
             let _ = std::fs::remove_file(pcap);
         }
         let _ = self.ebridge(&["down"]);
-        for ns in self.own_netns() {
+        for ns in self.try_own_netns().unwrap_or_default() {
             let _ = run("ip", &["netns", "del", &ns]);
         }
         // In case `down` could not run (e.g. the node is gone already).

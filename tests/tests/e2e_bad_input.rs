@@ -2,7 +2,7 @@
 //! be accepted, exit status 2, and nothing changed.
 use std::process::Output;
 
-use ebridge_tests::lab::{ebridge_bin, run, run_ok, stderr, Lab};
+use ebridge_tests::lab::{ebridge_bin, run, run_ok, stderr, stdout, Lab};
 
 /// The lab's state plus, when the bridge is up, its endpoints and FDB.
 fn state(lab: &Lab) -> String {
@@ -76,7 +76,34 @@ fn bad_up_settings() {
     refused(
         &lab,
         &["up", "--bridge", "sixteen-chars-xx"],
-        &["'sixteen-chars-xx'", "16 characters", "1 to 15"],
+        &["'sixteen-chars-xx'", "16 bytes", "1 to 15 bytes"],
+    );
+    // Eight characters, sixteen bytes: the kernel counts bytes.
+    refused(
+        &lab,
+        &["up", "--bridge", "éééééééé"],
+        &["'éééééééé'", "16 bytes", "1 to 15 bytes"],
+    );
+    refused(&lab, &["up", "--bridge", "brü0"], &["'brü0'", "not ASCII"]);
+    refused(
+        &lab,
+        &["up", "--bridge", "br%d"],
+        &["'br%d'", "not a valid interface name"],
+    );
+}
+
+#[test]
+fn bad_agent_settings() {
+    let lab = Lab::up(&[]);
+    refused(
+        &lab,
+        &["agent", "--gc-interval", "0"],
+        &["'0'", "--gc-interval", "1..=86400"],
+    );
+    refused(
+        &lab,
+        &["agent", "--udp-timeout", "0"],
+        &["'0'", "--udp-timeout"],
     );
 }
 
@@ -192,7 +219,23 @@ fn bad_endpoint_requests() {
     refused(
         &lab,
         &["endpoint", "add", &b, "--ifname", "a-very-long-ifname"],
-        &["'a-very-long-ifname'", "1 to 15"],
+        &["'a-very-long-ifname'", "18 bytes", "1 to 15"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ifname", "eth:0"],
+        &["'eth:0'", "not a valid interface name"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ifname", "ethé"],
+        &["'ethé'", "not ASCII"],
+    );
+    // Every netns has a loopback already.
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--ifname", "lo"],
+        &["--ifname lo", "already has an interface"],
     );
     refused(
         &lab,
@@ -211,6 +254,198 @@ fn bad_endpoint_requests() {
         &["endpoint", "add", &b],
         &[&format!("/run/netns/{b}"), "already exists", "--netns"],
     );
+}
+
+#[test]
+fn netns_that_cannot_hold_an_endpoint() {
+    let lab = Lab::up(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.name("b");
+    let file = std::env::temp_dir().join(format!("{}-not-a-netns", lab.id));
+    std::fs::write(&file, "").expect("write a plain file");
+    let file = file.to_str().expect("utf-8").to_string();
+    let result = std::panic::catch_unwind(|| {
+        refused(
+            &lab,
+            &["endpoint", "add", &b, "--netns", &file],
+            &[&file, "an empty file", "not a network namespace"],
+        );
+    });
+    let _ = std::fs::remove_file(&file);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", "/tmp"],
+        &["/tmp", "a directory", "not a network namespace"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", "/dev/null"],
+        &["/dev/null", "a special file", "not a network namespace"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", "/proc/self/ns/pid"],
+        &["/proc/self/ns/pid", "pid namespace"],
+    );
+    // ebridge runs inside the node: its netns is the node's own.
+    let node = format!("/run/netns/{}", lab.node);
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", &node],
+        &[&node, "node's own network namespace"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", "/proc/self/ns/net"],
+        &["/proc/self/ns/net", "node's own network namespace"],
+    );
+    // A netns that already has the interface name asked for.
+    let a_ns = format!("/run/netns/{a}");
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", &a_ns],
+        &["--ifname eth0", &a_ns, "already has an interface"],
+    );
+    refused(
+        &lab,
+        &["endpoint", "add", &b, "--netns", &a_ns, "--ifname", "lo"],
+        &["--ifname lo", "already has an interface"],
+    );
+    // A netns made by someone else is fine.
+    let c = lab.name("c");
+    run_ok("ip", &["netns", "add", &c]);
+    lab.endpoint("c-ep", &["--netns", &format!("/run/netns/{c}")]);
+}
+
+/// The "nothing changed" check must see the maps themselves, not only what
+/// the state file and the CLI report.
+#[test]
+fn snapshot_sees_map_changes() {
+    let lab = Lab::up(&[]);
+    lab.endpoint("a", &[]);
+    let before = state(&lab);
+    let pin = format!("/sys/fs/bpf/ebridge/{}/endpoint_by_ip", lab.bridge);
+    run_ok(
+        "bpftool",
+        &[
+            "map", "delete", "pinned", &pin, "key", "172", "17", "0", "2",
+        ],
+    );
+    let after = state(&lab);
+    assert_ne!(before, after, "deleting a map entry went unnoticed");
+    assert!(
+        lab.user_maps().contains("endpoint_by_ip: 0 entries"),
+        "{}",
+        lab.user_maps()
+    );
+}
+
+/// A reader that closes its end early (`| head -1`, `| grep -q`) costs the
+/// output, not the command: no panic, exit status 0, and the agent keeps
+/// running until it is done.
+#[test]
+fn closed_output_pipe() {
+    let lab = Lab::up(&[]);
+    lab.endpoint("a", &[]);
+    for args in [
+        &["show", "stats"][..],
+        &["show", "stats", "--json"],
+        &["show", "fdb"],
+        &["show", "config"],
+        &["endpoint", "ls"],
+    ] {
+        let out = with_closed_stdio(&lab, args, Closed::Stdout);
+        let err = stderr(&out);
+        assert!(
+            out.status.success() && !err.contains("panicked"),
+            "ebridge {args:?} into a closed pipe: {} {err}",
+            out.status
+        );
+    }
+    // The agent reports on stderr; with nobody reading it, it still runs
+    // its full second and stops normally.
+    let started = std::time::Instant::now();
+    let out = with_closed_stdio(&lab, &["agent", "--run-for", "1"], Closed::Stderr);
+    assert!(
+        out.status.success(),
+        "agent with a closed stderr: {} {}",
+        out.status,
+        stdout(&out)
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // The same from a shell, as a user types it.
+    let bin = ebridge_bin();
+    let script = format!(
+        "{} show stats --bridge {} | head -1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        bin.display(),
+        lab.bridge
+    );
+    // nsenter, not `ip netns exec`: that one remounts /sys, bpffs with it.
+    let out = run(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{}", lab.node),
+            "bash",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+enum Closed {
+    Stdout,
+    Stderr,
+}
+
+/// Runs ebridge in the node with `which` a pipe whose reading end is closed
+/// before ebridge writes anything; the other stream is captured.
+fn with_closed_stdio(lab: &Lab, args: &[&str], which: Closed) -> Output {
+    let bin = ebridge_bin();
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{}", lab.node))
+        .arg(&bin)
+        .args(args)
+        .args(["--bridge", &lab.bridge]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn ebridge");
+    let kept = match which {
+        Closed::Stdout => {
+            drop(child.stdout.take());
+            child.stderr.take().map(|mut r| {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut r, &mut buf).expect("read stderr");
+                buf
+            })
+        }
+        Closed::Stderr => {
+            drop(child.stderr.take());
+            child.stdout.take().map(|mut r| {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut r, &mut buf).expect("read stdout");
+                buf
+            })
+        }
+    };
+    let status = child.wait().expect("wait for ebridge");
+    let kept = kept.unwrap_or_default();
+    match which {
+        Closed::Stdout => Output {
+            status,
+            stdout: Vec::new(),
+            stderr: kept,
+        },
+        Closed::Stderr => Output {
+            status,
+            stdout: kept,
+            stderr: Vec::new(),
+        },
+    }
 }
 
 #[test]

@@ -2,6 +2,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::settings::DEFAULT_BRIDGE;
 
+/// How a published port is written, for every help text that takes one.
+const SPEC_HELP: &str =
+    "SPEC: [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp], as `docker run -p` takes it.
+  8080:80                     TCP port 80 of the endpoint on port 8080 of every node address
+  198.51.100.1:5353:53/udp    UDP port 53 on port 5353 of node address 198.51.100.1 only
+  9000-9009:9000-9009         a range (both sides the same length)
+The protocol defaults to tcp; HOSTIP 0.0.0.0 or none means every node address.";
+
 /// Docker's default bridge network as an eBPF datapath.
 #[derive(Parser, Debug)]
 #[command(name = "ebridge", version, about)]
@@ -108,19 +116,28 @@ pub enum EndpointCommand {
     /// Create a veth pair into a netns and attach it to the bridge.
     Add(EndpointAddArgs),
     /// Detach an endpoint and remove what `add` made for it.
-    Rm { name: String },
+    Rm {
+        /// Name the endpoint was added with.
+        name: String,
+    },
     /// List endpoints.
     Ls {
+        /// Print a JSON array of endpoint records instead of a table.
         #[arg(long)]
         json: bool,
     },
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = SPEC_HELP)]
 pub struct EndpointAddArgs {
+    /// Endpoint name: 1 to 64 letters, digits, '-', '_' or '.'; also names
+    /// the netns made for it.
     pub name: String,
-    /// Existing netns to use [default: create /run/netns/NAME].
-    #[arg(long)]
+    /// Existing network namespace to put the endpoint in, e.g.
+    /// /run/netns/NAME or /proc/PID/ns/net; not the node's own
+    /// [default: create /run/netns/NAME].
+    #[arg(long, value_name = "PATH")]
     pub netns: Option<String>,
     /// Address in the subnet [default: next free].
     #[arg(long)]
@@ -128,10 +145,12 @@ pub struct EndpointAddArgs {
     /// MAC of the container interface [default: 02:42 + the address].
     #[arg(long)]
     pub mac: Option<String>,
-    /// Interface name inside the netns.
+    /// Interface name inside the netns: 1 to 15 ASCII characters, not one
+    /// the netns already has.
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
-    /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp] (repeatable).
+    /// Publish a port, e.g. 8080:80 or 9000-9009:9000-9009/udp (repeatable;
+    /// SPEC below).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
 }
@@ -139,11 +158,24 @@ pub struct EndpointAddArgs {
 #[derive(Subcommand, Debug)]
 pub enum PublishCommand {
     /// Publish a port of an endpoint, like `docker run -p`.
-    Add { name: String, spec: String },
+    #[command(after_help = SPEC_HELP)]
+    Add {
+        /// Endpoint whose port to publish.
+        name: String,
+        /// What to publish, e.g. 8080:80 (SPEC below).
+        spec: String,
+    },
     /// Stop publishing it.
-    Rm { name: String, spec: String },
+    #[command(after_help = SPEC_HELP)]
+    Rm {
+        /// Endpoint whose port is published.
+        name: String,
+        /// The SPEC it was published with (SPEC below).
+        spec: String,
+    },
     /// List published ports.
     Ls {
+        /// Print a JSON array (endpoint, address, SPEC) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -153,51 +185,82 @@ pub enum PublishCommand {
 pub struct AgentArgs {
     #[command(flatten)]
     pub bridge: BridgeArg,
-    /// Seconds between garbage-collection passes over the NAT table.
-    #[arg(long = "gc-interval", default_value_t = 5, value_name = "SECONDS")]
+    /// Seconds between housekeeping passes (NAT expiry, FDB ageing, node
+    /// addresses), 1 to 86400.
+    #[arg(long = "gc-interval", default_value_t = 5, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_GC_INTERVAL))]
     pub gc_interval: u64,
     /// Stop after this many seconds (tests, demos); runs until killed otherwise.
     #[arg(long = "run-for", value_name = "SECONDS")]
     pub run_for: Option<u64>,
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    /// Idle time after which a TCP flow that has only sent its SYN expires
+    /// (nf_conntrack_tcp_timeout_syn_sent).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = timeout())]
     pub tcp_timeout_syn_sent: u64,
-    #[arg(long, default_value_t = 432000, value_name = "SECONDS")]
+    /// Idle time after which an established TCP flow expires
+    /// (nf_conntrack_tcp_timeout_established; 5 days).
+    #[arg(long, default_value_t = 432000, value_name = "SECONDS", value_parser = timeout())]
     pub tcp_timeout_established: u64,
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    /// Idle time after which a TCP flow that has seen a FIN expires
+    /// (nf_conntrack_tcp_timeout_fin_wait).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = timeout())]
     pub tcp_timeout_fin_wait: u64,
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    /// Idle time after which a TCP flow closed from both sides expires
+    /// (nf_conntrack_tcp_timeout_time_wait).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = timeout())]
     pub tcp_timeout_time_wait: u64,
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    /// Idle time after which a reset TCP flow expires
+    /// (nf_conntrack_tcp_timeout_close).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = timeout())]
     pub tcp_timeout_close: u64,
-    /// Unreplied UDP flows.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    /// Idle time after which a UDP flow that never saw a reply expires
+    /// (nf_conntrack_udp_timeout).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = timeout())]
     pub udp_timeout: u64,
-    /// UDP flows that have seen a reply.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    /// Idle time after which a UDP flow that has seen a reply expires
+    /// (nf_conntrack_udp_timeout_stream).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = timeout())]
     pub udp_timeout_stream: u64,
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    /// Idle time after which an ICMP echo flow expires
+    /// (nf_conntrack_icmp_timeout).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = timeout())]
     pub icmp_timeout: u64,
+}
+
+/// A day: beyond that flows would outlive any sensible pass, and the agent
+/// computes "one interval ago" from the current time.
+pub const MAX_GC_INTERVAL: u64 = 86_400;
+/// Timeouts are compared in nanoseconds in a u64; 0 would expire every flow
+/// on the next pass.
+pub const MAX_TIMEOUT: u64 = u32::MAX as u64;
+
+fn timeout() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_TIMEOUT)
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ShowCommand {
     /// MAC table, like `brctl showmacs`.
     Fdb {
+        /// Print a JSON array of {port, mac, local, age_secs, expired} instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Packet and byte counters by reason, like `iptables -nvL`.
     Stats {
+        /// Print a JSON array of {code, reason, verdict, packets, bytes} instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Masqueraded flows, like `conntrack -L`.
     Nat {
+        /// Print a JSON array of flows with both directions' counters instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Datapath settings.
     Config {
+        /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -1,18 +1,35 @@
-use std::process::ExitCode;
+use std::{
+    fs::File,
+    io::{Read as _, Write as _},
+    os::fd::{FromRawFd as _, OwnedFd, RawFd},
+    process::ExitCode,
+    sync::Mutex,
+    thread::JoinHandle,
+};
 
-use clap::Parser as _;
+use clap::{error::ErrorKind, Parser as _};
 use ebridge::{cli::Cli, error::UsageError};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e),
+    };
+    relay_output();
+    let code = run(cli);
+    finish_relays();
+    code
+}
+
+fn run(cli: Cli) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ebridge: cannot start the runtime: {e}");
+            say(format_args!("ebridge: cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -20,13 +37,168 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<UsageError>() {
             Some(usage) => {
-                eprintln!("ebridge: {usage}");
+                say(format_args!("ebridge: {usage}"));
                 ExitCode::from(2)
             }
             None => {
-                eprintln!("ebridge: {e:#}");
+                say(format_args!("ebridge: {e:#}"));
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+/// eprintln! panics when stderr is gone; the last line is not worth that.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Help and version go out as clap renders them; bad arguments become the
+/// same one line with exit status 2 that every other bad input gets.
+fn clap_error(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            say(format_args!(
+                "ebridge: {}",
+                one_line(&e.render().to_string())
+            ));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// clap's "error: …" paragraph, any tips and the usage line, joined; the
+/// "For more information" line is dropped since the usage says as much.
+fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for para in rendered.split("\n\n") {
+        let text = para.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || text.starts_with("For more information") {
+            continue;
+        }
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        let text = match text.strip_prefix("Usage: ") {
+            Some(usage) => format!("usage: {usage}"),
+            None => text.to_string(),
+        };
+        parts.push(text);
+    }
+    parts.join("; ")
+}
+
+/// A reader that goes away early (`ebridge show stats | head -1`, `| grep
+/// -q`) must cost the output, never the command: a write to a closed pipe
+/// would panic (SIGPIPE is ignored) or, with SIGPIPE at its default, kill
+/// the process half-way through a change or the agent mid-run. So when
+/// stdout or stderr is a pipe or socket, the process writes into a pipe of
+/// its own and a thread passes that on, dropping what the reader no longer
+/// takes.
+struct Relay {
+    fd: RawFd,
+    /// The original stdout/stderr, put back when done.
+    original: OwnedFd,
+    pump: JoinHandle<()>,
+}
+
+static RELAYS: Mutex<Vec<Relay>> = Mutex::new(Vec::new());
+
+fn relay_output() {
+    let mut relays = Vec::new();
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        if let Some(relay) = relay(fd) {
+            relays.push(relay);
+        }
+    }
+    if relays.is_empty() {
+        return;
+    }
+    if let Ok(mut all) = RELAYS.lock() {
+        all.extend(relays);
+    }
+    // A panic message must reach the real stderr, after what was already
+    // written, before the process exits and takes the pump threads along.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        finish_relays();
+        report(info);
+    }));
+}
+
+fn relay(fd: RawFd) -> Option<Relay> {
+    // SAFETY: fstat/fcntl/pipe2/dup2/close on fds this function owns or on
+    // stdout/stderr; every fd made is either wrapped or closed on failure.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return None;
+        }
+        let kind = st.st_mode & libc::S_IFMT;
+        // Terminals and files do not go away under a writer.
+        if kind != libc::S_IFIFO && kind != libc::S_IFSOCK {
+            return None;
+        }
+        let original = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if original < 0 {
+            return None;
+        }
+        let original = OwnedFd::from_raw_fd(original);
+        let for_pump = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if for_pump < 0 {
+            return None;
+        }
+        let mut out = File::from_raw_fd(for_pump);
+        let mut ends = [0; 2];
+        if libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return None;
+        }
+        let mut input = File::from_raw_fd(ends[0]);
+        let write_end = OwnedFd::from_raw_fd(ends[1]);
+        if libc::dup2(ends[1], fd) < 0 {
+            return None;
+        }
+        drop(write_end);
+        let pump = std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            let mut reader_gone = false;
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if !reader_gone && out.write_all(&buf[..n]).is_err() {
+                            reader_gone = true;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Some(Relay { fd, original, pump })
+    }
+}
+
+/// Puts the original stdout/stderr back and waits until the pumps have
+/// passed on everything written before.
+fn finish_relays() {
+    let relays: Vec<Relay> = match RELAYS.lock() {
+        Ok(mut all) => all.drain(..).collect(),
+        Err(_) => return,
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    for relay in relays {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: dup2 of an fd we own over stdout/stderr; this closes the
+        // relay pipe's last write end, so the pump sees end of file.
+        unsafe { libc::dup2(relay.original.as_raw_fd(), relay.fd) };
+        let _ = relay.pump.join();
     }
 }

@@ -391,7 +391,10 @@ impl Datapath {
             .expect("fdb map")
             .try_into()
             .expect("fdb is a HashMap<MacAddr, FdbEntry>");
-        fdb.keys().map(|k| k.expect("read fdb key")).count()
+        fdb.keys()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read fdb keys")
+            .len()
     }
 
     fn nat_map(&self) -> HashMap<&aya::maps::MapData, NatKey, NatEntry> {

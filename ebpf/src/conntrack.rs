@@ -4,7 +4,11 @@
 //! port; the original entry follows, and a failure rolls the reply back.
 use core::num::NonZeroU32;
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_get_prandom_u32};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    cty::c_void,
+    helpers::generated::{bpf_get_prandom_u32, bpf_loop},
+};
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_NAT_PORTS_GIVEN},
     endpoint::Endpoint,
@@ -114,45 +118,94 @@ fn port_range(own: u32, cfg: &BridgeConfig) -> (u32, u32) {
 /// Inserts `first` under `template` with the free port found written into
 /// its `dport` — the original port `own` if free and in range, then random
 /// probes. BPF_NOEXIST makes the insert itself the claim on the port, so
-/// two CPUs can never take the same one.
+/// two CPUs can never take the same one. The port (network order) comes
+/// back widened: a `Result<u16, _>` leaves half its register undefined on
+/// the error path, which the verifier refuses to see read.
 #[inline(always)]
 pub fn claim_port(
     template: &NatKey,
     first: &NatEntry,
     own: u16,
     cfg: &BridgeConfig,
-) -> Result<u16, u32> {
-    let own = u32::from(u16::from_be(own));
-    let (min, max) = port_range(own, cfg);
+) -> Result<u32, u32> {
+    let own_port = u32::from(u16::from_be(own));
+    let (min, max) = port_range(own_port, cfg);
     if max < min {
         return Err(DROP_NAT_NO_PORT);
     }
-    // NonZero: a plain `%` would carry a division-by-zero panic path, which
-    // the verifier rejects.
-    let Some(size) = NonZeroU32::new(max - min + 1) else {
-        return Err(DROP_NAT_NO_PORT);
-    };
     let mut key = *template;
-    let mut i: u32 = 0;
-    while i <= NAT_PORT_PROBES {
-        let candidate = if i == 0 {
-            own
-        } else {
-            min + unsafe { bpf_get_prandom_u32() } % size
-        };
-        i += 1;
-        if candidate < min || candidate > max {
-            continue;
-        }
-        key.dport = (candidate as u16).to_be();
+    if (min..=max).contains(&own_port) {
+        key.dport = own;
         match NAT.insert(key, *first, u64::from(BPF_NOEXIST)) {
-            Ok(()) => return Ok(key.dport),
-            Err(e) if e == -EEXIST => continue,
+            Ok(()) => return Ok(u32::from(own)),
+            Err(e) if e == -EEXIST => {}
             Err(_) => return Err(DROP_NAT_TABLE_FULL),
         }
     }
-    record_no_port(template, first.created_ns);
-    Err(DROP_NAT_NO_PORT)
+    let mut search = PortSearch {
+        key,
+        entry: *first,
+        min,
+        size: max - min + 1,
+        outcome: PROBE_NONE_FREE,
+    };
+    // bpf_loop: the verifier checks the probe once, not once per probe and
+    // per path into it, which would not fit its budget at this count.
+    unsafe {
+        bpf_loop(
+            NAT_PORT_PROBES,
+            probe as *mut c_void,
+            &mut search as *mut PortSearch as *mut c_void,
+            0,
+        )
+    };
+    match search.outcome {
+        PROBE_CLAIMED => Ok(u32::from(search.key.dport)),
+        PROBE_TABLE_FULL => Err(DROP_NAT_TABLE_FULL),
+        _ => {
+            record_no_port(template, first.created_ns);
+            Err(DROP_NAT_NO_PORT)
+        }
+    }
+}
+
+const PROBE_NONE_FREE: u32 = 0;
+const PROBE_CLAIMED: u32 = 1;
+const PROBE_TABLE_FULL: u32 = 2;
+
+/// One random port search, shared with `probe` through `bpf_loop`.
+#[repr(C)]
+struct PortSearch {
+    /// `dport` holds the port being tried, and the claimed one after.
+    key: NatKey,
+    entry: NatEntry,
+    min: u32,
+    size: u32,
+    outcome: u32,
+}
+
+/// One probe: a random port of the range; 1 stops the loop.
+#[inline(never)]
+extern "C" fn probe(_index: u64, ctx: *mut c_void) -> i64 {
+    let search = unsafe { &mut *(ctx as *mut PortSearch) };
+    // NonZero: a plain `%` would carry a division-by-zero panic path, which
+    // the verifier rejects.
+    let Some(size) = NonZeroU32::new(search.size) else {
+        return 1;
+    };
+    let candidate = search.min + unsafe { bpf_get_prandom_u32() } % size;
+    search.key.dport = (candidate as u16).to_be();
+    match NAT.insert(search.key, search.entry, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
+            search.outcome = PROBE_CLAIMED;
+            1
+        }
+        Err(e) if e == -EEXIST => 0,
+        Err(_) => {
+            search.outcome = PROBE_TABLE_FULL;
+            1
+        }
+    }
 }
 
 /// Remembers which destination ran out of ports, for the agent to log.
@@ -215,7 +268,7 @@ fn claim_and_pair(
     tcp_flags: u8,
     bytes: u32,
 ) -> Result<*mut NatEntry, u32> {
-    let port = claim_port(template, back, flow.sport, cfg)?;
+    let port = claim_port(template, back, flow.sport, cfg)? as u16;
     let claimed = NatKey {
         dport: port,
         ..*template

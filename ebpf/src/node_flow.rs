@@ -143,7 +143,7 @@ fn move_away(
     back.addr = flow.saddr;
     back.port = flow.sport;
     let template = reply_key(flow, 0);
-    let port = conntrack::claim_port(&template, &back, flow.sport, cfg)?;
+    let port = conntrack::claim_port(&template, &back, flow.sport, cfg)? as u16;
     let mut out = conntrack::blank(now);
     out.owner = OWNER_NODE;
     out.addr = flow.saddr;

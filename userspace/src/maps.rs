@@ -95,3 +95,19 @@ impl DatapathMaps {
         Ok(())
     }
 }
+
+/// A map deletion where "not there" is fine: aya reports it as the
+/// syscall's ENOENT (or as `KeyNotFound`); anything else is a real failure.
+pub fn removed_or_absent(
+    result: Result<(), aya::maps::MapError>,
+) -> Result<(), aya::maps::MapError> {
+    match result {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}

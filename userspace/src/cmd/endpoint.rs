@@ -314,10 +314,7 @@ fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6]) -
         }
     }
     for key in &on_port {
-        match maps.fdb.remove(key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
+        crate::maps::removed_or_absent(maps.fdb.remove(key))?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `ebridge publish add|rm|ls` and the publishing half of `endpoint add -p`.
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use ebridge_common::nat::{PublishKey, PublishTarget};
 use serde_json::json;
 
@@ -92,14 +92,8 @@ pub fn install(
 /// would keep forwarding while `publish ls` no longer shows it.
 pub fn uninstall(maps: &mut DatapathMaps, spec: &PublishSpec) -> Result<()> {
     for (key, _) in keys(spec) {
-        match maps.publish.remove(&key) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "cannot remove published port {spec} from the datapath"
-                )))
-            }
-        }
+        crate::maps::removed_or_absent(maps.publish.remove(&key))
+            .with_context(|| format!("cannot remove published port {spec} from the datapath"))?;
     }
     Ok(())
 }

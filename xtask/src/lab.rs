@@ -2,12 +2,19 @@
 //! its uplink, and two containers. Everything lives in namespaces made here
 //! and is removed at the end, on Ctrl-C, or on failure.
 use std::{
-    process::Command,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{bail, Context as _, Result};
 
 use crate::util::{ebridge_release_bin, require_root, sh, sh_quiet};
 
@@ -17,7 +24,11 @@ struct Lab {
     c1: String,
     c2: String,
     bridge: String,
-    agent: std::sync::Mutex<Option<std::process::Child>>,
+    agent: Mutex<Option<Child>>,
+    /// tcpdump on the outside host while containers talk to it.
+    capture: Mutex<Option<Child>>,
+    /// Transfer files and the capture; removed on teardown.
+    scratch: PathBuf,
 }
 
 impl Lab {
@@ -29,7 +40,9 @@ impl Lab {
             c1: format!("ebrlab{id}-c1"),
             c2: format!("ebrlab{id}-c2"),
             bridge: "ebr0".into(),
-            agent: std::sync::Mutex::new(None),
+            agent: Mutex::new(None),
+            capture: Mutex::new(None),
+            scratch: std::env::temp_dir().join(format!("ebrlab{id}")),
         }
     }
 
@@ -115,12 +128,15 @@ impl Lab {
     }
 
     fn teardown(&self) {
-        if let Ok(mut agent) = self.agent.lock() {
-            if let Some(mut agent) = agent.take() {
-                let _ = agent.kill();
-                let _ = agent.wait();
+        for child in [&self.agent, &self.capture] {
+            if let Ok(mut child) = child.lock() {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
             }
         }
+        let _ = std::fs::remove_dir_all(&self.scratch);
         let _ = self.ebridge(&["down"]);
         for ns in [&self.c1, &self.c2, &self.node, &self.outside] {
             sh_quiet("ip", &["netns", "del", ns]);
@@ -185,35 +201,16 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
         lab.exec(&lab.c2, &["ping", "-c", "2", "-i", "0.2", "172.17.0.1"])?
     );
 
-    step("TCP: 50 MB from c2 to c1 over the fast path");
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.c1,
-            "sh",
-            "-c",
-            "nc -l -p 5001 > /dev/null",
-        ])
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
-    lab.exec(
-        &lab.c2,
-        &[
-            "sh",
-            "-c",
-            "head -c 50000000 /dev/zero | nc -q 1 -w 5 172.17.0.2 5001",
-        ],
-    )?;
-    let _ = server.wait();
-    println!("done");
+    transfer(lab, 50_000_000)?;
 
     step("masquerade: c1 fetches from the outside host 198.51.100.2 (eBPF SNAT, no iptables)");
+    let pcap = start_capture(lab)?;
     let mut web = Command::new("ip")
         .args(["netns", "exec", &lab.outside, "timeout", "10", "sh", "-c"])
         .arg("printf 'HTTP/1.0 200 OK\r\n\r\nhello from outside\n' | nc -l -s 198.51.100.2 -p 8080 -q 1 > /dev/null")
+        .stdin(Stdio::null())
         .spawn()?;
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_listener(lab, &lab.outside, 8080)?;
     print!(
         "{}",
         lab.exec(
@@ -230,8 +227,9 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
         "{}",
         lab.exec(&lab.c1, &["ping", "-c", "2", "-i", "0.2", "198.51.100.2"])?
     );
+    show_capture(lab, &pcap)?;
 
-    step("ebridge show nat (like conntrack -L): the outside only ever saw 198.51.100.1");
+    step("ebridge show nat (like conntrack -L): container flows, translated to 198.51.100.1");
     print!("{}", lab.ebridge(&["show", "nat"])?);
 
     step("ebridge show fdb (like brctl showmacs)");
@@ -268,6 +266,193 @@ fn demo(lab: &Lab, once: bool) -> Result<()> {
     println!("Press Ctrl-C to tear it down.");
     wait_for_signal();
     Ok(())
+}
+
+/// Sends `bytes` of random data from c2 to c1 over TCP and shows that all
+/// of it arrived intact, and how fast.
+fn transfer(lab: &Lab, bytes: u64) -> Result<()> {
+    step(&format!(
+        "TCP: {} MB of random data from c2 to c1 over the fast path",
+        bytes / 1_000_000
+    ));
+    std::fs::create_dir_all(&lab.scratch)?;
+    let sent = lab.scratch.join("sent");
+    let received = lab.scratch.join("received");
+    sh(
+        "sh",
+        &[
+            "-c",
+            &format!("head -c {bytes} /dev/urandom > '{}'", sent.display()),
+        ],
+    )?;
+    let received_file = std::fs::File::create(&received)?;
+    // The server's stdin is /dev/null so it quits once the client's FIN
+    // arrives, which is when the last byte is in the file.
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &lab.c1, "nc", "-l", "-p", "5001"])
+        .stdin(Stdio::null())
+        .stdout(received_file)
+        .spawn()?;
+    let sent_path = sent.display().to_string();
+    let run = |server: &mut Child| -> Result<Duration> {
+        wait_for_listener(lab, &lab.c1, 5001)?;
+        let started = Instant::now();
+        // -N: FIN after the last byte instead of waiting -q seconds, so the
+        // clock stops with the transfer.
+        lab.exec(
+            &lab.c2,
+            &[
+                "sh",
+                "-c",
+                &format!("nc -N -w 5 172.17.0.2 5001 < '{sent_path}'"),
+            ],
+        )?;
+        let status = server.wait()?;
+        if !status.success() {
+            bail!("the receiving nc in {} failed: {status}", lab.c1);
+        }
+        Ok(started.elapsed())
+    };
+    let elapsed = run(&mut server);
+    // A failed client leaves the listener behind, in a netns about to go.
+    let _ = server.kill();
+    let _ = server.wait();
+    let elapsed = elapsed?;
+    let got = std::fs::metadata(&received)?.len();
+    let (want_sum, got_sum) = (sha256(&sent)?, sha256(&received)?);
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "sent {bytes} bytes, received {got} bytes in {secs:.3} s: {:.0} MB/s ({:.2} Gbit/s)",
+        got as f64 / 1e6 / secs,
+        got as f64 * 8.0 / 1e9 / secs
+    );
+    println!("sha256 sent     {want_sum}");
+    println!("sha256 received {got_sum}");
+    if got != bytes || want_sum != got_sum {
+        bail!("the data did not arrive intact: {got} of {bytes} bytes, sha256 {got_sum} instead of {want_sum}");
+    }
+    println!("identical");
+    let _ = std::fs::remove_file(&sent);
+    let _ = std::fs::remove_file(&received);
+    Ok(())
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let out = sh("sha256sum", &[&path.display().to_string()])?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_string)
+        .with_context(|| format!("sha256sum printed nothing for {}", path.display()))
+}
+
+/// Waits until a TCP socket listens on `port` in `ns`; a fixed sleep is
+/// either slow or, on a busy machine, too short.
+fn wait_for_listener(lab: &Lab, ns: &str, port: u16) -> Result<()> {
+    let filter = format!("sport = :{port}");
+    for _ in 0..100 {
+        if !lab.exec(ns, &["ss", "-Hltn", &filter])?.trim().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on port {port} in {ns} after 5 s")
+}
+
+/// Starts tcpdump on the outside host's link to the node; returns the
+/// capture file.
+fn start_capture(lab: &Lab) -> Result<PathBuf> {
+    std::fs::create_dir_all(&lab.scratch)?;
+    let pcap = lab.scratch.join("outside.pcap");
+    // Immediate mode: otherwise the last packets sit in a ring-buffer block
+    // that is not written out when the capture stops.
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.outside,
+            "tcpdump",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-i",
+            "eth0",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("ip")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        BufReader::new(stderr).read_line(&mut line)?;
+    }
+    *lab.capture
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lab lock poisoned"))? = Some(child);
+    if !line.contains("listening on") {
+        bail!("tcpdump on the outside host did not start: {}", line.trim());
+    }
+    Ok(pcap)
+}
+
+/// Stops the capture and shows, by source address, every IPv4 packet the
+/// outside host received: masquerade means only the node's uplink address.
+fn show_capture(lab: &Lab, pcap: &Path) -> Result<()> {
+    let child = lab
+        .capture
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lab lock poisoned"))?
+        .take();
+    if let Some(mut child) = child {
+        // SAFETY: kill(2) of our own child (`ip netns exec` became tcpdump);
+        // SIGINT makes it flush and close the file.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait()?;
+    }
+    let text = sh(
+        "tcpdump",
+        &[
+            "-n",
+            "-r",
+            &pcap.display().to_string(),
+            "ip and not src host 198.51.100.2",
+        ],
+    )?;
+    let mut by_source: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let source = ip_source(line)
+            .with_context(|| format!("cannot read a source address in tcpdump's line {line:?}"))?;
+        *by_source.entry(source).or_default() += 1;
+    }
+    let _ = std::fs::remove_file(pcap);
+    println!(
+        "tcpdump on the outside host's eth0: {} packets received, by source address:",
+        text.lines().count()
+    );
+    for (source, packets) in &by_source {
+        println!("  {source:<15} {packets} packets");
+    }
+    let uplink = Ipv4Addr::new(198, 51, 100, 1);
+    if by_source.is_empty() {
+        bail!("the capture saw no packets from the node at all");
+    }
+    if by_source.keys().any(|a| *a != uplink) {
+        bail!("the outside host saw source addresses other than the uplink's {uplink}");
+    }
+    println!("only the uplink address {uplink}: no container address left the node");
+    Ok(())
+}
+
+/// The source address of a `tcpdump -n` line: "TIME IP SRC[.PORT] > DST...".
+fn ip_source(line: &str) -> Option<Ipv4Addr> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "IP")?;
+    let src = words.next()?;
+    let parts: Vec<&str> = src.split('.').collect();
+    let addr = parts.get(..4)?.join(".");
+    addr.parse().ok()
 }
 
 /// Blocks until SIGINT or SIGTERM, so the teardown runs in this process.

@@ -202,3 +202,33 @@ fn finish_relays() {
         let _ = relay.pump.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
+            Err(e) => one_line(&e.render().to_string()),
+        }
+    }
+
+    #[test]
+    fn clap_errors_are_one_line() {
+        let msg = parse_error(&["ebridge", "agent", "--gc-interval", "0"]);
+        assert!(msg.contains("'0'") && msg.contains("1..=86400"), "{msg}");
+        let msg = parse_error(&["ebridge", "endpoint", "add"]);
+        assert!(msg.contains("<NAME>") && msg.contains("usage:"), "{msg}");
+        let msg = parse_error(&["ebridge", "show", "fdb", "--jsn"]);
+        assert!(msg.contains("'--jsn'") && msg.contains("'--json'"), "{msg}");
+        for msg in [
+            parse_error(&["ebridge", "agent", "--gc-interval", "0"]),
+            parse_error(&["ebridge", "endpoint", "add"]),
+            parse_error(&["ebridge", "show", "fdb", "--jsn"]),
+        ] {
+            assert_eq!(msg.lines().count(), 1, "{msg}");
+            assert!(!msg.contains("For more information"), "{msg}");
+        }
+    }
+}

@@ -175,3 +175,47 @@ pub fn check_netns_arg(path: &Path) -> Result<()> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_netns_path_is() {
+        assert_eq!(
+            check_other_netns(Path::new("/proc/self/ns/net")),
+            Err(NotUsable::Ours)
+        );
+        assert_eq!(
+            check_other_netns(Path::new("/proc/self/ns/pid")),
+            Err(NotUsable::OtherKind("pid"))
+        );
+        assert_eq!(
+            check_other_netns(Path::new("/nonexistent/netns")),
+            Err(NotUsable::Missing)
+        );
+        assert_eq!(
+            check_other_netns(Path::new("/dev/null")),
+            Err(NotUsable::NotNamespace("a special file"))
+        );
+        assert_eq!(
+            check_other_netns(Path::new("/proc")),
+            Err(NotUsable::NotNamespace("a directory"))
+        );
+        assert_eq!(
+            check_other_netns(Path::new("/proc/self/status")),
+            Err(NotUsable::NotNamespace(
+                "an empty file with no namespace mounted on it"
+            ))
+        );
+    }
+
+    #[test]
+    fn netns_messages_name_the_path() {
+        let msg = check_netns_arg(Path::new("/proc/self/ns/net"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("/proc/self/ns/net") && msg.contains("node's own"));
+        assert_eq!(msg.lines().count(), 1);
+    }
+}

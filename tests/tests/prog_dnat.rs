@@ -343,6 +343,38 @@ fn tcp_handshake_through_a_published_port_is_un_dnated_and_tracked() {
 }
 
 #[test]
+fn a_new_syn_reopens_a_published_flow_in_time_wait() {
+    in_private_netns(|net| {
+        let mut lab = lab(net);
+        let a = lab.ctr_a();
+        lab.publish("8080:80/tcp", a);
+        let ckey = container_key(IPPROTO_TCP, (IP_A, 80), (REMOTE_IP, 50000));
+        let state = |lab: &NatLab| lab.dp().nat_get(&ckey).expect("container-side entry").state;
+        let from_client = |flags| tcp_in(UPLINK_IP, 50000, 8080, flags);
+        let from_container = |flags| tcp_out(IP_A, 80, REMOTE_IP, 50000, flags, MAC_A);
+
+        lab.uplink_receives(&from_client(TCP_SYN));
+        lab.a_sends(&from_container(TCP_SYN | TCP_ACK));
+        lab.uplink_receives(&from_client(TCP_ACK));
+        lab.uplink_receives(&from_client(TCP_FIN | TCP_ACK));
+        lab.a_sends(&from_container(TCP_FIN | TCP_ACK));
+        lab.uplink_receives(&from_client(TCP_ACK));
+        assert_eq!(state(&lab), CT_CLOSING);
+
+        // The client comes back from the same port: a new connection.
+        let syn = from_client(TCP_SYN);
+        assert_dnated(&lab.uplink_receives(&syn), &syn, a, 80, 50000);
+        assert_eq!(state(&lab), CT_SYN_SENT);
+        lab.a_sends(&from_container(TCP_SYN | TCP_ACK))
+            .assert_verdict(TC_ACT_REDIRECT);
+        let ack = from_client(TCP_ACK);
+        assert_dnated(&lab.uplink_receives(&ack), &ack, a, 80, 50000);
+        assert_eq!(state(&lab), CT_ESTABLISHED, "not stuck in SYN_SENT");
+        lab.assert_nat_len(2);
+    });
+}
+
+#[test]
 fn udp_reply_leaves_from_the_address_the_port_was_published_on() {
     in_private_netns(|net| {
         let mut lab = lab(net);

@@ -169,6 +169,30 @@ impl NatLab {
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of uplink_egress: {e:?}"))
     }
 
+    /// Writes a conntrack entry as the datapath (or a test's setup) would.
+    pub fn nat_insert(&mut self, key: &NatKey, entry: &NatEntry) {
+        self.nat_map_mut()
+            .insert(key, entry, 0)
+            .unwrap_or_else(|e| panic!("insert nat entry {key:?}: {e:?}"));
+    }
+
+    /// Removes a conntrack entry, as the agent's GC does.
+    pub fn nat_remove(&mut self, key: &NatKey) {
+        self.nat_map_mut()
+            .remove(key)
+            .unwrap_or_else(|e| panic!("remove nat entry {key:?}: {e:?}"));
+    }
+
+    fn nat_map_mut(&mut self) -> aya::maps::HashMap<&mut aya::maps::MapData, NatKey, NatEntry> {
+        self.fx
+            .dp
+            .ebpf_mut()
+            .map_mut(ebridge_common::maps::MAP_NAT)
+            .expect("nat map")
+            .try_into()
+            .expect("nat is a HashMap<NatKey, NatEntry>")
+    }
+
     /// The mark this lab's bridge puts on what it sends out of the uplink.
     pub fn own_mark(&self) -> u32 {
         bridge_mark(self.fx.net.bridge)

@@ -1,3 +1,4 @@
 //! Test fixtures: network namespaces made per test and always removed, and
 //! a handle to run the `ebridge` binary inside them.
 pub mod lab;
+pub mod procs;

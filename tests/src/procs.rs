@@ -1,0 +1,205 @@
+//! Processes the end-to-end tests start inside a lab's namespaces (servers,
+//! clients, the agent), stopped when dropped, and typed reads of pinned
+//! maps through bpftool (an observer independent of ebridge's own views).
+use std::{
+    io::Read as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::lab::{ebridge_bin, run_ok, Lab};
+
+pub const PY: &str = "/usr/bin/python3";
+
+/// A process in a namespace, killed (SIGTERM, then SIGKILL) when dropped.
+pub struct Bg {
+    child: Option<Child>,
+}
+
+impl Bg {
+    /// `ip netns exec NETNS ARGS...`, its output discarded.
+    pub fn spawn(netns: &str, args: &[&str]) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?} in {netns}: {e}"));
+        Self { child: Some(child) }
+    }
+
+    /// Like `spawn`, keeping stdout to read with [`Bg::wait_output`].
+    pub fn spawn_piped(netns: &str, args: &[&str]) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?} in {netns}: {e}"));
+        Self { child: Some(child) }
+    }
+
+    /// Python `script` in `netns`, stdout kept.
+    pub fn python(netns: &str, script: &str) -> Self {
+        Self::spawn_piped(netns, &[PY, "-c", script])
+    }
+
+    /// Waits for the process to end; returns (success, stdout, stderr).
+    pub fn wait_output(mut self) -> (bool, String, String) {
+        let child = self.child.take().expect("running");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) of our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `ebridge agent` in the lab's node, its stderr kept in a file so a test
+/// can read what it logged.
+pub struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(lab: &Lab, extra: &[&str]) -> Self {
+        Self::start_for(lab, &lab.bridge, extra)
+    }
+
+    pub fn start_for(lab: &Lab, bridge: &str, extra: &[&str]) -> Self {
+        let log = std::env::temp_dir().join(format!("{}-{bridge}-agent.log", lab.id));
+        let file = std::fs::File::create(&log).expect("agent log file");
+        let bin = ebridge_bin();
+        let net = format!("--net=/run/netns/{}", lab.node);
+        let child = Command::new("nsenter")
+            .args([
+                &net,
+                bin.to_str().expect("utf-8"),
+                "agent",
+                "--bridge",
+                bridge,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start the agent");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// What the agent wrote to stderr so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        std::fs::File::open(&self.log)
+            .and_then(|mut f| f.read_to_string(&mut s))
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.log.display()));
+        s
+    }
+
+    /// Waits up to `secs` for `needle` in the agent's log.
+    pub fn wait_for_log(&self, needle: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9 the agent");
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) of our own child (nsenter execs ebridge).
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    let _ = std::fs::remove_file(&self.log);
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Every entry of a pinned map of `bridge`, BTF-typed as bpftool prints
+/// them (`{"key": ..., "value": ...}`).
+pub fn map_dump(bridge: &str, map: &str) -> Vec<Value> {
+    let path = format!("/sys/fs/bpf/ebridge/{bridge}/{map}");
+    let text = run_ok("bpftool", &["-j", "map", "dump", "pinned", &path]);
+    let dump: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("bpftool dump of {path} is not JSON: {e}: {text}"));
+    dump.as_array()
+        .unwrap_or_else(|| panic!("bpftool dump of {path} is not a list: {text}"))
+        .iter()
+        .map(|e| {
+            let typed = e["formatted"].clone();
+            assert!(!typed.is_null(), "{path}: entry without BTF: {e}");
+            typed
+        })
+        .collect()
+}
+
+/// The address bytes bpftool prints for a `[u8; 4]` field.
+pub fn ip_bytes(v: &Value) -> [u8; 4] {
+    let a = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not an address array: {v}"));
+    let mut out = [0u8; 4];
+    for (i, b) in a.iter().enumerate().take(4) {
+        out[i] = b.as_u64().unwrap_or_else(|| panic!("not a byte: {b}")) as u8;
+    }
+    out
+}

@@ -92,7 +92,7 @@ pub fn send(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, why: Refusal) -> i32
         return drop(ctx, DROP_REDIRECT_FAILED);
     }
     count(ctx, reason);
-    TC_ACT_REDIRECT as i32
+    TC_ACT_REDIRECT
 }
 
 #[inline(always)]

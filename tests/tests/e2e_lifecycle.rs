@@ -6,17 +6,33 @@ fn pins_exist(lab: &Lab) -> bool {
     std::path::Path::new(&format!("/sys/fs/bpf/ebridge/{}", lab.bridge)).exists()
 }
 
+/// Pings `to` from `from` and checks the pings took the fast path: with no
+/// program attached they would still get through the bridge, so only the
+/// redirect counter tells.
+fn assert_fast_path(lab: &Lab, from: &str, to: &str) {
+    let before = lab.packets("redirect-peer");
+    lab.exec_ok(from, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to]);
+    let after = lab.packets("redirect-peer");
+    assert!(
+        after >= before + 6,
+        "3 pings and their replies took the fast path only {} times",
+        after - before
+    );
+}
+
 #[test]
 fn up_twice_changes_nothing() {
     let lab = Lab::up(&[]);
     let a = lab.endpoint("a", &[]);
+    let _b = lab.endpoint("b", &[]);
     let before = lab.snapshot();
     let out = lab.ebridge(&["up", "--subnet", "172.17.0.0/16"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("already up"), "{}", stdout(&out));
     assert_eq!(lab.snapshot(), before);
-    // The datapath kept working.
+    // The datapath kept working, on the fast path.
     lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+    assert_fast_path(&lab, &a, "172.17.0.3");
 }
 
 #[test]
@@ -85,7 +101,7 @@ fn down_leaves_no_trace_and_up_again_works() {
     lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16"]);
     let a = lab.endpoint("a", &[]);
     let _b = lab.endpoint("b", &[]);
-    lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
+    assert_fast_path(&lab, &a, "172.17.0.3");
 }
 
 #[test]
@@ -140,11 +156,16 @@ fn two_bridges_in_two_namespaces_are_separate() {
     let two = Lab::up(&[]);
     let a1 = one.endpoint("a", &[]);
     let a2 = two.endpoint("a", &[]);
-    // Same subnet and addresses in both: each is a world of its own.
+    one.endpoint("b", &[]);
+    two.endpoint("b", &[]);
+    // Same subnet and addresses in both: each is a world of its own, each
+    // on its own fast path.
     one.exec_ok(&a1, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
     two.exec_ok(&a2, &["ping", "-c", "1", "-W", "2", "172.17.0.1"]);
+    assert_fast_path(&one, &a1, "172.17.0.3");
+    assert_fast_path(&two, &a2, "172.17.0.3");
     let list = one.json(&["endpoint", "ls"]);
-    assert_eq!(list.as_array().expect("list").len(), 1);
+    assert_eq!(list.as_array().expect("list").len(), 2);
     // Naming the other node's bridge from this node is refused.
     let out = one.ebridge(&["endpoint", "ls", "--bridge", &two.bridge]);
     assert_eq!(out.status.code(), Some(2));

@@ -214,11 +214,14 @@ fn with_icc_containers_reach_each_other() {
     let web = lab.endpoint("web", &[]);
     let cli = lab.endpoint("cli", &[]);
     let srv = servers(&web, &[80], None);
+    let before = lab.packets("redirect-peer");
     assert_eq!(
         get(&lab, &cli, "http://172.17.0.2:80/"),
         format!("{web}:80")
     );
     srv.into_iter().for_each(stop);
+    // Through the fast path, not merely through the bridge.
+    assert!(lab.packets("redirect-peer") >= before + 4);
 }
 
 #[test]

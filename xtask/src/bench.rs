@@ -3,12 +3,18 @@
 //! network namespaces, measured in one run with the setups interleaved,
 //! reported as medians, spreads and ratios against the targets, with a
 //! table on stdout and JSON in target/bench/.
+mod agent;
 mod aim;
 mod bare;
+mod churn;
+mod churn_report;
 mod cpu;
 mod ebridge_node;
+mod evidence;
+mod httpload;
 mod iptables;
 mod linux_bridge;
+mod mapmem;
 mod measure;
 mod metric;
 mod natmap;
@@ -85,6 +91,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "iptables-restore",
         "conntrack",
         "iperf3",
+        "nginx",
+        "taskset",
+        "bpftool",
         "ping",
         "sysctl",
     ] {
@@ -108,7 +117,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let run_id = format!("{}{}", reap::RUN_PREFIX, std::process::id());
     let measuring: usize = scenarios
         .iter()
-        .map(|&s| (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1))
+        .map(|&s| {
+            let churn = if s == Scenario::Nat {
+                (churn::RUNS as usize + 2) * 2 * (churn::RUN_SECS as usize + 1)
+            } else {
+                0
+            };
+            (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1) + churn
+        })
         .sum();
     let keys: Vec<&str> = scenarios.iter().map(|s| s.key()).collect();
     println!(
@@ -154,7 +170,7 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
     for &setup in scenario.setups() {
         signal::check()?;
         println!("building {}: {}", setup.key(), setup.describe(scenario));
-        topologies.push(Topology::build(scenario, setup, run_id, ctx.secs)?);
+        topologies.push(Topology::build(scenario, setup, run_id)?);
     }
     let mut extras = one_off_costs(&topologies);
     if scenario == Scenario::Publish {
@@ -163,7 +179,26 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
     }
 
     let started = Instant::now();
-    let (results, runs) = rounds::measure_all(scenario, &topologies, ctx, reps)?;
+    // First, on the tables as building left them, like the node of issue
+    // 7; the rounds then find what the churn left.
+    let churn = if scenario == Scenario::Nat {
+        println!(
+            "connection churn: {} runs of {} s per setup",
+            churn::RUNS,
+            churn::RUN_SECS
+        );
+        Some(churn::measure(&topologies, ctx)?)
+    } else {
+        None
+    };
+    let (results, runs, mut invalid) = rounds::measure_all(scenario, &topologies, ctx, reps)?;
+    if let Some(c) = &churn {
+        invalid.extend(c.iter().flat_map(|r| {
+            r.problems
+                .iter()
+                .map(move |p| format!("churn run {} {}: {p}", r.run, r.setup.key()))
+        }));
+    }
     let observations = observe::observe(&topologies);
     let notes = report::setup_notes(&topologies);
     // Remove the namespaces before printing, so a failure to report still
@@ -197,6 +232,9 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
             .to_string(),
     };
     report::print_table(scenario, &info, &results, &extras);
+    if let Some(c) = &churn {
+        churn_report::print(c);
+    }
     let json = report::to_json(report::Report {
         scenario,
         info: &info,
@@ -205,6 +243,8 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
         observations,
         extras: &extras,
         notes,
+        churn: churn.as_deref().map(churn_report::to_json),
+        invalid: &invalid,
     });
     let path = report::write_json(scenario, &json, &file_stamp)?;
     println!(
@@ -212,6 +252,15 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
         path.display(),
         scenario.key()
     );
+    if !invalid.is_empty() {
+        for p in &invalid {
+            eprintln!("bench: invalid sample: {p}");
+        }
+        bail!(
+            "{} samples failed their evidence or loss checks (kept out of the figures; listed in the JSON as invalid_samples)",
+            invalid.len()
+        );
+    }
     Ok(())
 }
 

@@ -20,6 +20,9 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     "traceroute",
     "sockperf",
+    // The nat benchmark's connection churn: the HTTP server of the issue
+    // that found the NAT port collapse.
+    "nginx-light",
     "iptables",
     "conntrack",
     "util-linux",

@@ -23,16 +23,15 @@ pub const CONTAINER_IP: Ipv4Addr = CLIENT_IP;
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const OUTSIDE_NET: &str = "198.51.100.0/24";
-/// The outside namespace has OUTSIDE_IP and the addresses after it, so the
-/// connection test can spread its flows over many address pairs.
-pub const OUTSIDE_ADDRS: u32 = 16;
-/// Source ports the connection test binds in turn (nat and publish).
-pub const TUPLE_SPORTS: (u16, u16) = (1024, 65535);
 
 pub const PORT_UDP_RATE: u16 = 9001;
 pub const PORT_UDP_RR: u16 = 9002;
 pub const PORT_TCP_CRR: u16 = 9003;
 pub const PORT_IPERF: u16 = 5201;
+/// The churn test's HTTP server (nginx) on OUTSIDE_IP.
+pub const PORT_HTTP: u16 = 80;
+/// The node's own request/response during the churn test, to OUTSIDE_IP.
+pub const PORT_NODE_RR: u16 = 9004;
 /// Published host port = container port - PUBLISH_OFFSET (`-p 8001:9001`).
 pub const PUBLISH_OFFSET: u16 = 1000;
 
@@ -44,24 +43,12 @@ pub struct Pair {
     pub bind: SocketAddrV4,
 }
 
-/// The connection test's unique tuples: `to_count` destination addresses
-/// from the target's, `from_count` source addresses from `from`, source
-/// ports TUPLE_SPORTS.
-#[derive(Clone, Copy, Debug)]
-pub struct Tuples {
-    pub to_count: u32,
-    pub from: Ipv4Addr,
-    pub from_count: u32,
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct Aim {
     udp_rate: Pair,
     udp_rr: Pair,
     tcp_crr: Pair,
     tcp_stream: Pair,
-    /// None: the kernel picks the client's ports (c2c, as before).
-    pub crr_tuples: Option<Tuples>,
 }
 
 fn pair(to: Ipv4Addr, to_port: u16, bind: Ipv4Addr, bind_port: u16) -> Pair {
@@ -90,28 +77,16 @@ impl Aim {
                     udp_rr: same(PORT_UDP_RR),
                     tcp_crr: same(PORT_TCP_CRR),
                     tcp_stream: same(PORT_IPERF),
-                    crr_tuples: None,
                 }
             }
-            // The server is outside; the connection test's server takes
-            // every outside address.
+            // The server is outside.
             Scenario::Nat => {
                 let same = |port| pair(OUTSIDE_IP, port, OUTSIDE_IP, port);
                 Aim {
                     udp_rate: same(PORT_UDP_RATE),
                     udp_rr: same(PORT_UDP_RR),
-                    tcp_crr: pair(
-                        OUTSIDE_IP,
-                        PORT_TCP_CRR,
-                        Ipv4Addr::UNSPECIFIED,
-                        PORT_TCP_CRR,
-                    ),
+                    tcp_crr: same(PORT_TCP_CRR),
                     tcp_stream: same(PORT_IPERF),
-                    crr_tuples: Some(Tuples {
-                        to_count: OUTSIDE_ADDRS,
-                        from: Ipv4Addr::UNSPECIFIED,
-                        from_count: 1,
-                    }),
                 }
             }
             // The server is in the container, reached through the node's
@@ -129,11 +104,6 @@ impl Aim {
                     udp_rr: published(PORT_UDP_RR),
                     tcp_crr: published(PORT_TCP_CRR),
                     tcp_stream: published(PORT_IPERF),
-                    crr_tuples: Some(Tuples {
-                        to_count: 1,
-                        from: OUTSIDE_IP,
-                        from_count: OUTSIDE_ADDRS,
-                    }),
                 }
             }
         }

@@ -5,7 +5,8 @@
 //!
 //! foreign = (user + nice + system time of the whole machine, /proc/stat)
 //!         - (user + system time of the load tools, which are our reaped
-//!            children, and of this process)
+//!            children, of this process, and of the ebridge agents, which
+//!            are the product's own cost: agent.rs)
 //! Softirq time is left out on both sides: it is the datapath's own work,
 //! accounted separately because the kernel has IRQ time accounting.
 use std::time::Instant;
@@ -61,7 +62,9 @@ pub fn snapshot() -> Result<Snapshot> {
     Ok(Snapshot {
         at: Instant::now(),
         machine_ticks,
-        ours_usec: rusage_usec(libc::RUSAGE_CHILDREN) + rusage_usec(libc::RUSAGE_SELF),
+        ours_usec: rusage_usec(libc::RUSAGE_CHILDREN)
+            + rusage_usec(libc::RUSAGE_SELF)
+            + super::agent::all_cpu_usec(),
     })
 }
 

@@ -1,42 +1,37 @@
 //! The ebridge setups: a node namespace with an uplink veth to an outside
 //! namespace, `ebridge up`, and the containers made by `ebridge endpoint
-//! add` (with `-p` for the publish scenario). The bridge is named after
-//! the setup (`<run id><code>`), so its pin directory is unique to the run.
+//! add` (with `-p` for the publish scenario), then `ebridge agent` for
+//! the rest of the scenario. Every setting is ebridge's default except
+//! the NAT table of `ebridge-1m-flows`, which is about table size and
+//! says so. The bridge is named after the setup (`<run id><code>`), so
+//! its pin directory is unique to the run.
 use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 use super::{
+    agent::Agent,
     aim::{self, CLIENT_IP, CONTAINER_IP, SERVER_IP, SUBNET},
-    natmap,
+    mapmem, natmap,
     scenario::{Scenario, Setup, BULK_PORTS, FILL_FLOWS},
     topology::Topology,
     uplink::{self, UPLINK},
 };
 use crate::util::{ebridge_release_bin, sh};
 
-/// ebridge's default NAT table size.
+/// ebridge's default NAT table size (`up` without `--nat-entries`); the
+/// table `show config` reports is recorded with each setup.
 const DEFAULT_NAT_ENTRIES: u32 = 262_144;
-/// More new connections per second than any setup makes here: the table
-/// must hold one connection test's flows (the bench clears them after
-/// each, as the agent would once they time out).
-const MAX_CONN_RATE: u32 = 100_000;
 
-/// `--nat-entries` for a setup: room for a connection test of `secs`
-/// seconds (two entries per flow), and for the nat scenario also a
-/// million synthetic flows — on both of its ebridge setups, so the full
-/// and the empty table have the same size.
-pub fn nat_entries(scenario: Scenario, secs: u32) -> Option<u32> {
-    let test = 2 * MAX_CONN_RATE * secs;
-    match scenario {
-        Scenario::C2c => None,
-        Scenario::Nat => Some(2 * FILL_FLOWS + test),
-        Scenario::Publish => Some(test.max(DEFAULT_NAT_ENTRIES)),
-    }
+/// `--nat-entries` of `ebridge-1m-flows`: the million synthetic flows
+/// (two entries each) plus the default table's room for the measured
+/// traffic. Every other setup keeps the default.
+fn full_table_entries() -> u32 {
+    2 * FILL_FLOWS + DEFAULT_NAT_ENTRIES
 }
 
-pub fn build(t: &mut Topology, secs: u32) -> Result<()> {
+pub fn build(t: &mut Topology) -> Result<()> {
     let bridge = t.base.clone();
     let node = format!("{bridge}-node");
     let outside = t.outside_ns();
@@ -49,12 +44,11 @@ pub fn build(t: &mut Topology, secs: u32) -> Result<()> {
     // fails half-way.
     t.ebridge_bridge = Some(bridge.clone());
     let mut up = vec!["up", "--subnet", SUBNET, "--uplink", UPLINK];
-    let entries = nat_entries(t.scenario, secs);
-    let entries_arg = entries.map(|n| n.to_string());
-    if let (Some(n), Some(arg)) = (entries, &entries_arg) {
-        up.extend(["--nat-entries", arg]);
-        t.notes.insert("nat_entries".into(), n.into());
+    let entries_arg = full_table_entries().to_string();
+    if t.setup == Setup::EbridgeFullNat {
+        up.extend(["--nat-entries", &entries_arg]);
     }
+    t.notes.insert("up".into(), up.join(" ").into());
     ebridge(&node, &bridge, &up)?;
 
     match t.scenario {
@@ -80,6 +74,14 @@ pub fn build(t: &mut Topology, secs: u32) -> Result<()> {
         );
         t.notes.insert("fill".into(), filled.to_json());
     }
+    if let Ok(cfg) = ebridge(&node, &bridge, &["show", "config", "--json"]) {
+        if let Ok(cfg) = serde_json::from_str::<Value>(&cfg) {
+            t.notes.insert("config".into(), cfg);
+        }
+    }
+    t.notes
+        .insert("map_memory".into(), mapmem::of_bridge(&bridge).into());
+    t.agent = Some(Agent::start(&node, &bridge)?);
     Ok(())
 }
 

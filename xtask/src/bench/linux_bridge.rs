@@ -34,6 +34,7 @@ pub fn build_c2c(t: &mut Topology, netfilter: bool) -> Result<()> {
     sysctls(t, &node, netfilter)?;
     if netfilter {
         iptables::apply_each(&node, BASE_RULES)?;
+        note_conntrack_size(t);
     }
     Ok(())
 }
@@ -67,6 +68,7 @@ pub fn build_uplinked(t: &mut Topology) -> Result<()> {
         t.notes
             .insert("measured_rules_after_containers".into(), after.into());
     }
+    note_conntrack_size(t);
     Ok(())
 }
 
@@ -148,6 +150,23 @@ fn sysctls(t: &Topology, node: &str, netfilter: bool) -> Result<()> {
     Ok(())
 }
 
+/// The conntrack table Docker's side gets: the kernel's defaults, never
+/// resized here (nf_conntrack_max is the flows it holds; ebridge's
+/// --nat-entries counts two entries per flow), recorded for the report.
+pub fn note_conntrack_size(t: &mut Topology) {
+    let Some(node) = t.node_ns.clone() else {
+        return;
+    };
+    for name in ["nf_conntrack_max", "nf_conntrack_buckets"] {
+        let path = format!("/proc/sys/net/netfilter/{name}");
+        if let Ok(v) = t.exec(&node, &["cat", &path]) {
+            if let Ok(n) = v.trim().parse::<u64>() {
+                t.notes.insert(name.into(), n.into());
+            }
+        }
+    }
+}
+
 /// Conntrack entries in the node namespace: proof that the traffic really
 /// went through conntrack.
 pub fn conntrack_count(t: &Topology) -> Option<u64> {
@@ -159,26 +178,31 @@ pub fn conntrack_count(t: &Topology) -> Option<u64> {
         .ok()
 }
 
+/// `conntrack -S` of the node summed over CPUs (insert, insert_failed,
+/// drop, early_drop...): Docker's side of the NAT table's drop counters.
+pub fn conntrack_stats(t: &Topology) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(node) = t.node_ns.as_deref() else {
+        return out;
+    };
+    let Ok(text) = t.exec(node, &["conntrack", "-S"]) else {
+        return out;
+    };
+    for field in text.split_whitespace() {
+        if let Some((k, v)) = field.split_once('=') {
+            if let Ok(n) = v.parse::<u64>() {
+                if k != "cpu" {
+                    *out.entry(k.to_string()).or_insert(0) += n;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Rule listings with packet counters, for the JSON report.
 pub fn counters(t: &Topology, table: &str, chain: &str) -> Option<String> {
     let node = t.node_ns.as_deref()?;
     t.exec(node, &["iptables", "-w", "5", "-t", table, "-nvxL", chain])
         .ok()
-}
-
-/// Drops the node's TCP conntrack entries (after the connection test, so
-/// every measurement starts from the same table; ebridge's table is
-/// cleared the same way).
-pub fn forget_tcp_flows(t: &Topology) -> Result<()> {
-    let Some(node) = t.node_ns.as_deref() else {
-        return Ok(());
-    };
-    // conntrack -D exits 1 when nothing matched; only a missing tool fails.
-    let net = format!("--net=/run/netns/{node}");
-    let out = std::process::Command::new("nsenter")
-        .args([net.as_str(), "--", "conntrack", "-D", "-p", "tcp"])
-        .output()
-        .context("cannot run conntrack; run cargo xtask setup")?;
-    let _ = out.status;
-    Ok(())
 }

@@ -17,12 +17,17 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use super::{aim::TUPLE_SPORTS, metric::Metric, proc::Proc, topology::Topology};
+use super::{metric::Metric, proc::Proc, topology::Topology};
 
 /// How long a server may take to bind; how long past its duration a
 /// client may run before it is killed.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(10);
+/// A UDP stream losing more than this share, or going silent at the
+/// receiver for longer than STALL_MS while it was sent, does not give the
+/// path's rate: the sample is invalid.
+const LOSS_LIMIT: f64 = 0.01;
+const STALL_MS: f64 = 250.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measurement {
@@ -43,6 +48,13 @@ pub struct Outcome {
     pub values: Vec<(Metric, f64)>,
     /// The tools' own JSON, kept in the report for diagnosis.
     pub raw: Value,
+    /// What the path carried from client to server, as the tools counted
+    /// it (datagrams received, round trips, connections; bytes for the
+    /// stream): the datapath's counters must show at least as much.
+    pub carried: u64,
+    pub carried_bytes: Option<u64>,
+    /// Why the sample does not give its figure (loss, stall), if it doesn't.
+    pub problems: Vec<String>,
 }
 
 impl Measurement {
@@ -64,9 +76,9 @@ impl Measurement {
 
     pub fn describe(self) -> &'static str {
         match self {
-            Measurement::UdpRate => "bench-load udp-blast (sendmmsg, 64-byte payloads) -> udp-sink (recvmmsg); rate = datagrams received / time between first and last; sender and receiver on different CPUs",
-            Measurement::UdpRr => "bench-load udp-ping -> udp-echo, 64-byte payload, one in flight, RTT percentiles after 500 warm-up round trips; both on one CPU",
-            Measurement::TcpCrr => "bench-load tcp-crr: connect, write 1 byte, read 1 byte, close, one connection at a time; server accepts in a loop; both on one CPU. nat and publish: every connection binds the next unused (source address, destination address, source port) tuple, so each is a new flow for conntrack and ebridge alike; both tables are cleared of the test's TCP flows after each measurement",
+            Measurement::UdpRate => "bench-load udp-blast (sendmmsg, 64-byte payloads) -> udp-sink (recvmmsg); rate = datagrams received / the sender's sending time; loss = sent - received; invalid above 1% loss or a receiver silence over 250 ms; sender and receiver on different CPUs",
+            Measurement::UdpRr => "bench-load udp-ping -> udp-echo, 64-byte payload, one in flight (200 ms timeout), RTT percentiles after 500 warm-up round trips with lost requests counted as infinitely slow (a percentile that falls on one is invalid); both on one CPU",
+            Measurement::TcpCrr => "bench-load tcp-crr: connect, write 1 byte, read 1 byte, close, one connection at a time from ports the kernel picks (1024-65535, tcp_tw_reuse=1, so tuples recur as on any busy client); server accepts in a loop; both on one CPU; nothing is cleared between measurements",
             Measurement::TcpStream => "iperf3 -t SECS single TCP stream, receiver-side bits/s; client and server on different CPUs",
         }
     }
@@ -90,22 +102,22 @@ impl Measurement {
     }
 }
 
-fn load(t_ns: &str, what: &str, ctx: &Ctx, cpu: usize, args: &[String]) -> Result<Proc> {
+pub fn load(t_ns: &str, what: &str, ctx: &Ctx, cpu: usize, args: &[String]) -> Result<Proc> {
     let mut full = vec!["--cpu".to_string(), cpu.to_string()];
     full.extend_from_slice(args);
     Proc::spawn_in(t_ns, what, &ctx.load_bin, &full)
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
+pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-fn parse(out: &str, what: &str) -> Result<Value> {
+pub fn parse(out: &str, what: &str) -> Result<Value> {
     let line = out.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("{what} printed no JSON: {out:?}"))
 }
 
-fn field(v: &Value, name: &str) -> Result<f64> {
+pub fn field(v: &Value, name: &str) -> Result<f64> {
     v[name]
         .as_f64()
         .with_context(|| format!("no number '{name}' in {v}"))
@@ -142,13 +154,31 @@ fn udp_rate(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
     let blast = parse(&blast, "udp-blast")?;
     // The sink stops 300 ms after the last datagram.
     let sink = parse(&sink.finish(GRACE)?, "udp-sink")?;
-    let pps = field(&sink, "pps")?;
-    if pps <= 0.0 {
+    let sent = field(&blast, "sent")?;
+    let received = field(&sink, "packets")?;
+    if received <= 0.0 {
         bail!("udp-sink received nothing: {sink}");
+    }
+    let pps = received / field(&blast, "secs")?.max(1e-9);
+    let loss = (sent - received).max(0.0) / sent.max(1.0);
+    let gap = field(&sink, "max_gap_ms")?;
+    let mut problems = Vec::new();
+    if loss > LOSS_LIMIT {
+        problems.push(format!(
+            "lost {:.2}% of {sent} datagrams ({} dropped by the receiving socket)",
+            loss * 100.0,
+            sink["socket_drops"]
+        ));
+    }
+    if gap > STALL_MS {
+        problems.push(format!("receiver saw no datagram for {gap:.0} ms mid-run"));
     }
     Ok(Outcome {
         values: vec![(Metric::UdpPps, pps)],
-        raw: json!({"sender": blast, "receiver": sink}),
+        raw: json!({"sender": blast, "receiver": sink, "loss": loss}),
+        carried: received as u64,
+        carried_bytes: None,
+        problems,
     })
 }
 
@@ -182,15 +212,34 @@ fn udp_rr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
     .finish(Duration::from_secs(ctx.secs.into()) + GRACE)?;
     echo.stop();
     let ping = parse(&ping, "udp-ping")?;
-    if field(&ping, "samples")? < 1.0 {
+    rr_outcome(ping)
+}
+
+/// p50 and p99 of a udp-ping report; a percentile that falls on a lost
+/// request makes the sample invalid.
+pub fn rr_outcome(ping: Value) -> Result<Outcome> {
+    let samples = field(&ping, "samples")?;
+    if samples < 1.0 {
         bail!("udp-ping got no answer: {ping}");
     }
+    let mut values = Vec::new();
+    let mut problems = Vec::new();
+    for (metric, key) in [(Metric::RttP50, "p50_us"), (Metric::RttP99, "p99_us")] {
+        match ping[key].as_f64() {
+            Some(v) => values.push((metric, v)),
+            None => problems.push(format!(
+                "{key} falls on a lost request ({} of {} lost)",
+                ping["lost"],
+                samples as u64 + ping["lost"].as_u64().unwrap_or(0)
+            )),
+        }
+    }
     Ok(Outcome {
-        values: vec![
-            (Metric::RttP50, field(&ping, "p50_us")?),
-            (Metric::RttP99, field(&ping, "p99_us")?),
-        ],
+        values,
         raw: ping,
+        carried: samples as u64,
+        carried_bytes: None,
+        problems,
     })
 }
 
@@ -206,35 +255,21 @@ fn tcp_crr(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
         &strings(&["tcp-crr-server", "--bind", &bind, "--max-secs", &max]),
     )?;
     server.wait_for_line("ready", READY_TIMEOUT)?;
-    let mut args = strings(&["tcp-crr", "--to", &target, "--secs", &ctx.secs.to_string()]);
-    if let Some(tuples) = t.aim.crr_tuples {
-        args.extend(strings(&[
-            "--to-count",
-            &tuples.to_count.to_string(),
-            "--from",
-            &tuples.from.to_string(),
-            "--from-count",
-            &tuples.from_count.to_string(),
-            "--sports",
-            &format!("{}-{}", TUPLE_SPORTS.0, TUPLE_SPORTS.1),
-            "--first",
-            &t.next_tuple.get().to_string(),
-        ]));
-    }
+    let args = strings(&["tcp-crr", "--to", &target, "--secs", &ctx.secs.to_string()]);
     let client = load(&t.client_ns, "tcp-crr", ctx, ctx.cpus[1], &args)?
         .finish(Duration::from_secs(ctx.secs.into()) + GRACE)?;
     server.stop();
     let client = parse(&client, "tcp-crr")?;
-    if let Some(next) = client["next_tuple"].as_u64() {
-        t.next_tuple.set(next);
-    }
     let cps = field(&client, "cps")?;
     if cps <= 0.0 {
         bail!("tcp-crr completed no connection: {client}");
     }
     Ok(Outcome {
         values: vec![(Metric::TcpCps, cps)],
+        carried: field(&client, "conns")? as u64,
+        carried_bytes: None,
         raw: client,
+        problems: Vec::new(),
     })
 }
 
@@ -285,8 +320,12 @@ fn tcp_stream(t: &Topology, ctx: &Ctx) -> Result<Outcome> {
     }
     let end = &v["end"];
     let bps = field(&end["sum_received"], "bits_per_second")?;
+    let bytes = field(&end["sum_received"], "bytes")?;
     Ok(Outcome {
         values: vec![(Metric::TcpBps, bps)],
+        carried: 1,
+        carried_bytes: Some(bytes as u64),
+        problems: Vec::new(),
         raw: json!({
             "received_bits_per_second": bps,
             "sent_bits_per_second": end["sum_sent"]["bits_per_second"],

@@ -1,7 +1,6 @@
-//! The pinned `nat` map of an ebridge setup, written and cleared directly
+//! The pinned `nat` map of an ebridge setup, written and counted directly
 //! (aya, the types of common/src/nat.rs): a million synthetic live flows
-//! for the table-size test, and the connection test's flows removed after
-//! each measurement, as the agent would once they time out.
+//! for the table-size test, and the number of entries the traffic left.
 use std::{net::Ipv4Addr, path::Path, time::Instant};
 
 use anyhow::{Context as _, Result};
@@ -33,8 +32,8 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// ebridge's default masquerade ports (32768-60999) that the synthetic
-/// flows take, per outside address.
+/// NAT ports the synthetic flows take, per fake peer: inside the default
+/// range whatever it is (32768-60999 before issue 7, 1024-65535 after).
 const NAT_PORT_MIN: u32 = 32768;
 const PORTS_PER_PEER: u32 = 28000;
 /// Synthetic flows come from 172.17.128.0/17 (addresses no endpoint has)
@@ -143,25 +142,6 @@ pub fn fill(bridge: &str, flows: u32) -> Result<Filled> {
         entries,
         secs: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Removes every TCP entry that names `addr` (the measured container) on
-/// either side; returns how many.
-pub fn forget_tcp_of(bridge: &str, addr: Ipv4Addr) -> Result<usize> {
-    let mut map = open(bridge)?;
-    let addr = addr.octets();
-    let mut doomed = Vec::new();
-    for item in map.iter() {
-        let (key, entry) = item.context("cannot read the nat map")?;
-        if key.proto == IPPROTO_TCP && [key.saddr, key.daddr, entry.addr].contains(&addr) {
-            doomed.push(key);
-        }
-    }
-    for key in &doomed {
-        // Gone already is fine.
-        let _ = map.remove(key);
-    }
-    Ok(doomed.len())
 }
 
 /// Entries in the table.

@@ -41,9 +41,30 @@ pub fn observe(topologies: &[Topology]) -> Value {
             if let Some(n) = entries {
                 println!("{key}: {n} entries in the nat map at the end");
             }
+            if let Some(mem) = t.notes.get("map_memory").and_then(|m| m.as_object()) {
+                let shown: Vec<String> = mem
+                    .iter()
+                    .map(|(name, m)| {
+                        format!(
+                            "{name} {:.1} MiB",
+                            m["bytes_memlock"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0)
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{key}: map memory (bpftool bytes_memlock): {}",
+                    shown.join(", ")
+                );
+            }
+            let agent_log = t.agent.as_ref().map(|a| a.log());
             obs.insert(
                 key.into(),
-                json!({ "stats": stats, "nat_entries_at_end": entries }),
+                json!({
+                    "stats": stats,
+                    "nat_entries_at_end": entries,
+                    "agent_cpu_secs_total": t.agent.as_ref().map(|a| a.cpu_secs()),
+                    "agent_log": agent_log,
+                }),
             );
         }
     }

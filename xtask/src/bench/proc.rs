@@ -1,11 +1,17 @@
 //! Load tools run as children inside a namespace (`nsenter --net=...`,
 //! which execs, so the child is the tool itself). Every wait has a
-//! deadline, and a child still running when its handle drops is killed.
+//! deadline, and a child still running when its handle drops is killed —
+//! or, if the bench itself is killed outright, by the kernel
+//! (PR_SET_PDEATHSIG), so no agent or server outlives the run.
 use std::{
     ffi::OsStr,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    sync::{
+        mpsc::{self, Receiver, RecvTimeoutError},
+        Arc, Mutex,
+    },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
@@ -20,7 +26,10 @@ pub struct Proc {
     what: String,
     child: Child,
     lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
+    /// What the child wrote on stderr so far (an agent's log, a tool's
+    /// error), filled by a reader thread.
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl Proc {
@@ -31,18 +40,29 @@ impl Proc {
         program: impl AsRef<OsStr>,
         args: &[S],
     ) -> Result<Self> {
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{ns}"))
             .arg("--")
             .arg(program)
-            .args(args)
+            .args(args);
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the
+        // forked child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {what} in {ns}"))?;
         let stdout = child.stdout.take().context("child has no stdout")?;
-        let mut stderr = child.stderr.take().context("child has no stderr")?;
+        let stderr_pipe = child.stderr.take().context("child has no stderr")?;
         // Reader threads keep the pipes drained, so a chatty child never
         // blocks on a full pipe while we poll it.
         let (tx, lines) = mpsc::channel();
@@ -53,16 +73,22 @@ impl Proc {
                 }
             }
         });
-        let stderr = Some(thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let stderr_reader = Some(thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
         }));
         Ok(Self {
             what: format!("{what} (in {ns})"),
             child,
             lines,
             stderr,
+            stderr_reader,
         })
     }
 
@@ -115,6 +141,15 @@ impl Proc {
         self.kill();
     }
 
+    /// What it wrote on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -142,11 +177,11 @@ impl Proc {
 
     /// The error for an exit that was not expected, with the stderr.
     fn failed(&mut self, status: ExitStatus) -> anyhow::Error {
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        // The reader ends at EOF, which follows the exit.
+        if let Some(h) = self.stderr_reader.take() {
+            let _ = h.join();
+        }
+        let stderr = self.stderr_so_far();
         anyhow::anyhow!("{} exited ({status}): {}", self.what, stderr.trim())
     }
 }

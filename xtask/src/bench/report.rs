@@ -160,6 +160,10 @@ pub struct Report<'a> {
     pub extras: &'a [Extra],
     /// What building each setup measured or set (setup key -> notes).
     pub notes: Map<String, Value>,
+    /// The nat scenario's churn test (churn_report.rs).
+    pub churn: Option<Value>,
+    /// Samples that failed their evidence or loss checks.
+    pub invalid: &'a [String],
 }
 
 pub fn setup_notes(topologies: &[Topology]) -> Map<String, Value> {
@@ -178,6 +182,8 @@ pub fn to_json(rep: Report) -> Value {
         observations,
         extras,
         notes,
+        churn,
+        invalid,
     } = rep;
     let mut metrics = Map::new();
     for m in scenario.metrics() {
@@ -225,6 +231,10 @@ pub fn to_json(rep: Report) -> Value {
             })
         })
         .collect();
+    let mut targets = targets;
+    if let Some(c) = &churn {
+        targets.extend(c["targets"].as_array().into_iter().flatten().cloned());
+    }
     let all_met = targets.iter().all(|t| t["met"] == json!(true));
     let extras: Map<String, Value> = extras
         .iter()
@@ -281,6 +291,8 @@ pub fn to_json(rep: Report) -> Value {
         "all_targets_met": all_met,
         "costs": extras,
         "observations": observations,
+        "invalid_samples": invalid,
+        "churn": churn,
         "runs": runs,
     })
 }
@@ -310,6 +322,7 @@ pub fn write_json(scenario: Scenario, report: &Value, stamp: &str) -> Result<Pat
         "file": name,
         "finished": report["finished"],
         "all_targets_met": report["all_targets_met"],
+        "invalid_samples": report["invalid_samples"].as_array().map_or(0, Vec::len),
         "targets": report["targets"],
     });
     std::fs::write(&index_path, serde_json::to_string_pretty(&index)?)

@@ -1,13 +1,16 @@
 //! The measuring schedule: a warm-up round, then the repetitions, each
 //! running every measurement on every setup back to back; samples that
-//! other processes disturbed are taken again.
+//! other processes disturbed are taken again. Around every sample the
+//! datapath's counters are read and checked against what the tools
+//! counted (evidence.rs); a sample that fails that check, or whose loss
+//! hides its figure, is kept out of the statistics and fails the scenario.
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde_json::{json, Map, Value};
 
 use super::{
-    cpu,
+    agent, cpu, evidence,
     measure::{self, Ctx, Measurement},
     metric::fmt_num,
     scenario::Scenario,
@@ -47,7 +50,9 @@ pub fn per_round(scenario: Scenario) -> usize {
 }
 
 /// One discarded warm-up round (ARP, FDB, conntrack, TIME_WAIT state and
-/// caches reach their steady state), then `reps` rounds. Within a round
+/// caches reach their steady state), then `reps` rounds. Nothing is
+/// cleared between them: each measurement finds the tables as the traffic
+/// before it and the agents' expiry left them. Within a round
 /// each measurement runs on every setup back to back, so the setups see
 /// the same machine conditions; the setup order rotates every round.
 pub fn measure_all(
@@ -55,8 +60,9 @@ pub fn measure_all(
     topologies: &[Topology],
     ctx: &Ctx,
     reps: u32,
-) -> Result<(Results, Vec<Value>)> {
+) -> Result<(Results, Vec<Value>, Vec<String>)> {
     let mut results = Results::default();
+    let mut invalid = Vec::new();
     let nominal =
         Duration::from_secs(u64::from(ctx.secs) + 1) * (reps * per_round(scenario) as u32);
     let mut patience = Patience { left: nominal / 4 };
@@ -75,7 +81,16 @@ pub fn measure_all(
                 } else {
                     format!("rep {round}/{reps}")
                 };
-                let sample = measure_undisturbed(m, t, ctx, warmup, &mut patience)?;
+                let sample = {
+                    let _others = agent::stop_others(
+                        topologies.iter().filter_map(|o| o.agent.as_ref()),
+                        t.agent.as_ref(),
+                    );
+                    measure_undisturbed(m, t, ctx, warmup, &mut patience)?
+                };
+                if let Some(a) = &t.agent {
+                    a.check_running()?;
+                }
                 let shown: Vec<String> = sample
                     .outcome
                     .values
@@ -95,12 +110,25 @@ pub fn measure_all(
                     shown.join(", "),
                     sample.foreign_share * 100.0
                 );
+                for p in &sample.problems {
+                    println!("  INVALID {tag} {} {}: {p}", m.key(), t.setup.key());
+                }
+                // The warm-up round's samples count for the evidence too:
+                // a path not taken is not taken in any round.
+                invalid.extend(
+                    sample
+                        .problems
+                        .iter()
+                        .map(|p| format!("{tag} {} {}: {p}", m.key(), t.setup.key())),
+                );
                 if warmup {
                     continue;
                 }
                 let mut values = Map::new();
                 for (metric, v) in &sample.outcome.values {
-                    results.add(*metric, t.setup, round, *v);
+                    if sample.problems.is_empty() {
+                        results.add(*metric, t.setup, round, *v);
+                    }
                     values.insert(metric.key().into(), json!(v));
                 }
                 runs.push(json!({
@@ -110,13 +138,15 @@ pub fn measure_all(
                     "values": values,
                     "foreign_cpu_share": sample.foreign_share,
                     "attempts": sample.attempts,
-                    "flow_entries_cleared_after": sample.cleared,
+                    "agent_cpu_secs": sample.agent_cpu_secs,
+                    "evidence": sample.evidence,
+                    "problems": sample.problems,
                     "raw": sample.outcome.raw,
                 }));
             }
         }
     }
-    Ok((results, runs))
+    Ok((results, runs, invalid))
 }
 
 struct Sample {
@@ -125,9 +155,12 @@ struct Sample {
     foreign_share: f64,
     /// How many were made.
     attempts: u32,
-    /// Connection-tracking entries the attempts left and the bench
-    /// removed (None: nothing to clear).
-    cleared: Option<u64>,
+    /// CPU the measured setup's agent used during the kept attempt.
+    agent_cpu_secs: Option<f64>,
+    /// Counter deltas against what the tools counted.
+    evidence: Value,
+    /// Why the kept attempt does not give its figure (empty: it does).
+    problems: Vec<String>,
 }
 
 /// Measures until other processes stayed quiet (or MAX_ATTEMPTS, or the
@@ -141,42 +174,67 @@ fn measure_undisturbed(
 ) -> Result<Sample> {
     let mut best: Option<Sample> = None;
     let mut made = 0;
-    let mut cleared: Option<u64> = None;
     loop {
         made += 1;
+        let counters_before = evidence::snapshot(t)?;
+        let agent_before = t.agent.as_ref().map(|a| a.cpu_secs());
         let before = cpu::snapshot()?;
         let outcome = run_with_retry(m, t, ctx);
         let foreign_share = cpu::foreign_share(&before, &cpu::snapshot()?);
-        // Cleared after every attempt (failed ones too), outside the
-        // measured time, so no attempt starts with another's flows.
-        if let Some(n) = t.forget_test_flows(m)? {
-            cleared = Some(cleared.unwrap_or(0) + n);
-        }
-        let outcome = outcome?;
-        if best
+        let agent_cpu_secs = t
+            .agent
             .as_ref()
-            .is_none_or(|b| foreign_share < b.foreign_share)
-        {
+            .zip(agent_before)
+            .map(|(a, b)| a.cpu_secs() - b);
+        let outcome = outcome?;
+        let counters_after = evidence::snapshot(t)?;
+        let (evidence, mut problems) = evidence::check(
+            t,
+            m == Measurement::TcpCrr,
+            outcome.carried,
+            outcome.carried_bytes,
+            &counters_before,
+            &counters_after,
+        );
+        // Loss or a stall can be another process's doing (the receiver
+        // starved of CPU): such a sample is taken again like a disturbed
+        // one, and only fails the run if every attempt shows it. A path
+        // not taken is final.
+        let lossy = !outcome.problems.is_empty();
+        let path_missed = !problems.is_empty();
+        problems.extend(outcome.problems.iter().cloned());
+        let why = problems.join("; ");
+        let better = best.as_ref().is_none_or(|b| {
+            (problems.is_empty(), -foreign_share) > (b.problems.is_empty(), -b.foreign_share)
+        });
+        if better {
             best = Some(Sample {
                 outcome,
                 foreign_share,
                 attempts: 0,
-                cleared: None,
+                agent_cpu_secs,
+                evidence,
+                problems,
             });
         }
-        if foreign_share <= DISTURBED_SHARE
+        if path_missed
+            || (foreign_share <= DISTURBED_SHARE && !lossy)
             || warmup
             || made >= MAX_ATTEMPTS
             || patience.left.is_zero()
         {
             break;
         }
-        eprintln!(
-            "  {} on {}: other processes used {:.0}% of the CPU meanwhile; measuring again",
-            m.key(),
-            t.setup.key(),
-            foreign_share * 100.0
-        );
+        if lossy {
+            eprintln!("  {} on {}: {why}; measuring again", m.key(), t.setup.key());
+        } else {
+            eprintln!(
+                "  {} on {}: other processes used {:.0}% of the CPU meanwhile; measuring again",
+                m.key(),
+                t.setup.key(),
+                foreign_share * 100.0
+            );
+        }
         let waited = Instant::now();
         cpu::wait_for_quiet(DISTURBED_SHARE, QUIET_WAIT)?;
         // The wait and the next attempt come out of the run's patience.
@@ -186,7 +244,6 @@ fn measure_undisturbed(
     }
     let mut sample = best.context("no attempt was made")?;
     sample.attempts = made;
-    sample.cleared = cleared;
     Ok(sample)
 }
 

@@ -93,11 +93,15 @@ impl Scenario {
 
     /// Whether `setup` is measured on `m`. The variants of ebridge that
     /// only exist to compare table sizes take the measurements their
-    /// target needs (the full NAT table has no room for the TCP test's
-    /// hundreds of thousands of flows).
+    /// targets need: the full NAT table the packet rate, the round trip
+    /// and the connection rate (new flows claiming ports beside the
+    /// million).
     pub fn takes(self, setup: Setup, m: Measurement) -> bool {
         match setup {
-            Setup::EbridgeFullNat => matches!(m, Measurement::UdpRate | Measurement::UdpRr),
+            Setup::EbridgeFullNat => matches!(
+                m,
+                Measurement::UdpRate | Measurement::UdpRr | Measurement::TcpCrr
+            ),
             Setup::EbridgeOnePort | Setup::EbridgeThousandPorts | Setup::DockerDnatFirst => {
                 m == Measurement::UdpRate
             }
@@ -211,10 +215,10 @@ impl Setup {
             (_, Setup::DockerNat) => "Linux bridge docker0 in a node namespace with an uplink veth to the outside namespace; ip_forward=1 and bridge-nf-call-iptables=1 in the node namespace; dockerd's filter and nat rules, nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
             (_, Setup::DockerDnat) => "the docker-nat node plus what dockerd writes for published ports: nat DOCKER chain (from PREROUTING/OUTPUT with -m addrtype --dst-type LOCAL) with one DNAT rule per port, filter DOCKER ACCEPT and nat POSTROUTING hairpin MASQUERADE per port; 100 ports of 10 other containers, the measured container's rules after 5 of them (50 other ports' rules before, 50 after)",
             (_, Setup::DockerDnatFirst) => "docker-dnat with the measured container's rules first in the DOCKER chains (the container was started before the 10 others): Docker's best case, measured on the packet rate only",
-            (Scenario::C2c, Setup::Ebridge) => "ebridge up + two ebridge endpoint add in a node namespace with an uplink veth to an outside namespace; node sysctls left at their defaults, no iptables rules",
-            (Scenario::Nat, Setup::Ebridge) => "ebridge up --nat-entries N (room for every flow of the run; no agent runs) + ebridge endpoint add in a node namespace with an uplink veth to the outside namespace; masquerade in eBPF, no iptables rules, ip_forward untouched",
-            (_, Setup::Ebridge) => "ebridge up + ebridge endpoint add -p for the measured ports, and 10 other endpoints publishing 10 ports each (100 more, like docker-dnat); DNAT in eBPF, no iptables rules",
-            (_, Setup::EbridgeFullNat) => "ebridge exactly as the ebridge setup, with 1,000,000 synthetic live flows (2,000,000 entries, TCP ESTABLISHED, last seen at fill time) written into its pinned nat map before the first round",
+            (Scenario::C2c, Setup::Ebridge) => "ebridge up + two ebridge endpoint add in a node namespace with an uplink veth to an outside namespace, ebridge agent running; node sysctls left at their defaults, no iptables rules",
+            (Scenario::Nat, Setup::Ebridge) => "ebridge up with every default (NAT table size and port range) + ebridge endpoint add in a node namespace with an uplink veth to the outside namespace, ebridge agent running for the whole scenario; masquerade in eBPF, no iptables rules, ip_forward untouched",
+            (_, Setup::Ebridge) => "ebridge up + ebridge endpoint add -p for the measured ports, and 10 other endpoints publishing 10 ports each (100 more, like docker-dnat), ebridge agent running; DNAT in eBPF, no iptables rules",
+            (_, Setup::EbridgeFullNat) => "about table size: ebridge up --nat-entries 2262144 (2,000,000 for a million synthetic flows + the default 262,144), agent running, with 1,000,000 synthetic live flows (TCP ESTABLISHED, last seen at fill time, to peers no test uses) written into its pinned nat map before the first round",
             (_, Setup::EbridgeOnePort) => "ebridge with one published port: the measured UDP port, nothing else",
             (_, Setup::EbridgeThousandPorts) => "ebridge with the measured UDP port plus 1,000 more (one endpoint add -p 20000-20999:20000-20999/udp)",
         };

@@ -3,16 +3,16 @@
 //! failure, a panic or Ctrl-C leaves nothing behind. The root namespace is
 //! never touched: no address, route, rule or sysctl outside the namespaces
 //! made here.
-use std::{cell::Cell, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
 use serde_json::{Map, Value};
 
 use super::{
-    aim::{Aim, CONTAINER_IP, OUTSIDE_IP, PREFIX_LEN},
+    agent::Agent,
+    aim::{Aim, OUTSIDE_IP, PREFIX_LEN},
     bare, ebridge_node, linux_bridge,
     measure::Measurement,
-    natmap,
     scenario::{Scenario, Setup},
 };
 use crate::util::{sh, sh_quiet};
@@ -33,8 +33,8 @@ pub struct Topology {
     /// The ebridge bridge name once `ebridge up` may have run.
     pub ebridge_bridge: Option<String>,
     pub aim: Aim,
-    /// The connection test's next unused tuple (see bench-load tcp-crr).
-    pub next_tuple: Cell<u64>,
+    /// `ebridge agent`, running from `up` until the setup is removed.
+    pub agent: Option<Agent>,
     /// What building measured or set up, for the report.
     pub notes: Map<String, Value>,
     /// Every namespace this run made or had made, in creation order.
@@ -42,8 +42,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// `secs`: seconds per measurement (sizes ebridge's NAT table).
-    pub fn build(scenario: Scenario, setup: Setup, run_id: &str, secs: u32) -> Result<Self> {
+    pub fn build(scenario: Scenario, setup: Setup, run_id: &str) -> Result<Self> {
         let base = format!("{run_id}{}", scenario.code(setup));
         let container = format!("{base}-c1");
         let outside = format!("{base}-out");
@@ -62,7 +61,7 @@ impl Topology {
             node_ns: None,
             ebridge_bridge: None,
             aim: Aim::new(scenario, setup),
-            next_tuple: Cell::new(0),
+            agent: None,
             notes: Map::new(),
             namespaces: Vec::new(),
         };
@@ -74,7 +73,7 @@ impl Topology {
             (_, Setup::DockerNat | Setup::DockerDnat | Setup::DockerDnatFirst) => {
                 linux_bridge::build_uplinked(&mut t)?
             }
-            (_, s) if s.is_ebridge() => ebridge_node::build(&mut t, secs)?,
+            (_, s) if s.is_ebridge() => ebridge_node::build(&mut t)?,
             (s, setup) => anyhow::bail!("{} has no setup {}", s.key(), setup.key()),
         }
         t.tune_client()?;
@@ -108,8 +107,10 @@ impl Topology {
     }
 
     /// The client opens tens of thousands of connections per measurement
-    /// and closes first, so its ports sit in TIME_WAIT: let it reuse them
-    /// (per-namespace sysctls, the same in every setup).
+    /// and, in the connection test, closes first, so its ports sit in
+    /// TIME_WAIT: let it reuse them, over the whole port range (a common
+    /// tuning, and the one the NAT port collapse of issue 7 was found
+    /// with). Per-namespace sysctls, the same in every setup.
     fn tune_client(&self) -> Result<()> {
         self.exec(
             &self.client_ns,
@@ -141,32 +142,10 @@ impl Topology {
     }
 }
 
-impl Topology {
-    /// After the connection test of nat and publish: removes its TCP flows
-    /// from the path's connection tracking (ebridge's nat map, the Docker
-    /// node's conntrack table), as their expiry would; returns how many
-    /// entries went. Every other measurement leaves the tables alone.
-    pub fn forget_test_flows(&self, m: Measurement) -> Result<Option<u64>> {
-        if self.scenario == Scenario::C2c || m != Measurement::TcpCrr {
-            return Ok(None);
-        }
-        if let Some(bridge) = &self.ebridge_bridge {
-            let n = natmap::forget_tcp_of(bridge, CONTAINER_IP)
-                .with_context(|| format!("cannot clear {}'s nat map", self.setup.key()))?;
-            return Ok(Some(n as u64));
-        }
-        if self.setup.is_docker() {
-            let before = linux_bridge::conntrack_count(self).unwrap_or(0);
-            linux_bridge::forget_tcp_flows(self)?;
-            let after = linux_bridge::conntrack_count(self).unwrap_or(0);
-            return Ok(Some(before.saturating_sub(after)));
-        }
-        Ok(None)
-    }
-}
-
 impl Drop for Topology {
     fn drop(&mut self) {
+        // The agent holds the pinned maps open: it goes before `down`.
+        self.agent = None;
         if let (Some(node), Some(bridge)) = (&self.node_ns, &self.ebridge_bridge) {
             ebridge_node::teardown(node, bridge);
         }

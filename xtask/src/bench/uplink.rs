@@ -1,9 +1,9 @@
 //! The node's uplink: a veth from the node namespace (`uplink0`,
 //! 198.51.100.1/24, default route via the outside) to the outside
-//! namespace (`eth0`, 198.51.100.2/24 and the addresses after it).
+//! namespace (`eth0`, 198.51.100.2/24).
 use anyhow::Result;
 
-use super::aim::{NODE_IP, OUTSIDE_ADDRS, OUTSIDE_IP};
+use super::aim::{NODE_IP, OUTSIDE_IP};
 use crate::util::sh;
 
 pub const UPLINK: &str = "uplink0";
@@ -29,13 +29,10 @@ pub fn build(node: &str, outside: &str) -> Result<()> {
     Ok(())
 }
 
-/// The outside's `eth0`: OUTSIDE_IP and the OUTSIDE_ADDRS - 1 after it.
+/// The outside's `eth0`: OUTSIDE_IP.
 pub fn address_outside(outside: &str) -> Result<()> {
-    for i in 0..OUTSIDE_ADDRS {
-        let ip = std::net::Ipv4Addr::from(u32::from(OUTSIDE_IP) + i);
-        let cidr = format!("{ip}/24");
-        sh("ip", &["-n", outside, "addr", "add", &cidr, "dev", "eth0"])?;
-    }
+    let cidr = format!("{OUTSIDE_IP}/24");
+    sh("ip", &["-n", outside, "addr", "add", &cidr, "dev", "eth0"])?;
     sh("ip", &["-n", outside, "link", "set", "eth0", "up"])?;
     Ok(())
 }

@@ -5,13 +5,14 @@
 //! after `--max-secs` even if nobody stops them. Servers print `ready` once
 //! bound, so the bench starts the client only when the server listens;
 //! every mode that measures prints one JSON line on stdout.
+mod http_churn;
 mod sys;
 mod tcp_crr;
 mod udp_ping;
 mod udp_rate;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
@@ -31,8 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Mode {
-    /// Count received UDP datagrams; report the rate between the first and
-    /// the last one. Exits after `--idle-ms` without traffic.
+    /// Count received UDP datagrams, the longest silence between them and
+    /// the socket's drops. Exits after `--idle-ms` without traffic.
     UdpSink {
         #[arg(long)]
         bind: SocketAddr,
@@ -81,41 +82,27 @@ enum Mode {
         #[arg(long)]
         max_secs: f64,
     },
-    /// Connect, write 1 byte, read 1 byte, close; one connection at a time.
+    /// HTTP connection churn: `conns` connections in flight, each one
+    /// request with `Connection: close`, replaced when the server closes it
+    /// or when `timeout-ms` passes.
+    HttpChurn {
+        #[arg(long)]
+        to: SocketAddrV4,
+        #[arg(long)]
+        secs: f64,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Connect, write 1 byte, read 1 byte, close; one connection at a time,
+    /// from ports the kernel picks.
     TcpCrr {
         #[arg(long)]
         to: SocketAddrV4,
         #[arg(long)]
         secs: f64,
-        /// Destination addresses: `--to`'s address and the ones after it.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
-        to_count: u32,
-        /// Source address to bind (with `--sports`).
-        #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED)]
-        from: Ipv4Addr,
-        /// Source addresses: `--from` and the ones after it.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
-        from_count: u32,
-        /// MIN-MAX: bind these source ports in turn, so no (address,
-        /// address, port) tuple repeats; without it the kernel picks ports.
-        #[arg(long, value_parser = port_range)]
-        sports: Option<(u16, u16)>,
-        /// Index of the first tuple (a previous run's `next_tuple`).
-        #[arg(long, default_value_t = 0)]
-        first: u64,
     },
-}
-
-fn port_range(text: &str) -> Result<(u16, u16), String> {
-    let (min, max) = text
-        .split_once('-')
-        .ok_or_else(|| format!("'{text}' is not MIN-MAX"))?;
-    let min: u16 = min.parse().map_err(|e| format!("'{min}': {e}"))?;
-    let max: u16 = max.parse().map_err(|e| format!("'{max}': {e}"))?;
-    if min == 0 || max < min {
-        return Err(format!("'{text}': need 1 <= MIN <= MAX"));
-    }
-    Ok((min, max))
 }
 
 fn secs(s: f64) -> Duration {
@@ -157,25 +144,18 @@ fn main() -> Result<()> {
             tcp_crr::server(bind, secs(max_secs))?;
             None
         }
-        Mode::TcpCrr {
+        Mode::TcpCrr { to, secs: s } => Some(tcp_crr::client(to, secs(s))?),
+        Mode::HttpChurn {
             to,
             secs: s,
-            to_count,
-            from,
-            from_count,
-            sports,
-            first,
-        } => {
-            let tuples = tcp_crr::Tuples {
-                to,
-                to_count,
-                from,
-                from_count,
-                sports,
-                first,
-            };
-            Some(tcp_crr::client(&tuples, secs(s))?)
-        }
+            conns,
+            timeout_ms,
+        } => Some(http_churn::run(
+            to,
+            conns.max(1),
+            secs(s),
+            Duration::from_millis(timeout_ms),
+        )?),
     };
     if let Some(report) = report {
         println!("{report}");

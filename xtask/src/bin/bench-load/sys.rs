@@ -1,14 +1,15 @@
 //! The few system calls std does not wrap: CPU affinity, socket options,
-//! sendmmsg/recvmmsg, and a blocking connect bounded by SO_SNDTIMEO.
+//! sendmmsg/recvmmsg, SO_MEMINFO, and a blocking connect bounded by
+//! SO_SNDTIMEO.
 use std::{
     io::{self, Write as _},
     mem,
-    net::{SocketAddr, SocketAddrV4, TcpStream},
+    net::{SocketAddrV4, TcpStream},
     os::fd::{FromRawFd as _, RawFd},
     time::Duration,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks the index.
@@ -78,6 +79,26 @@ pub fn big_rcvbuf(fd: RawFd, bytes: libc::c_int) {
     }
 }
 
+/// Datagrams the socket itself dropped (receive buffer full), from
+/// SO_MEMINFO; None if the kernel does not say.
+pub fn socket_drops(fd: RawFd) -> Option<u64> {
+    let mut mem = [0u32; 16];
+    let mut len = mem::size_of_val(&mem) as libc::socklen_t;
+    // SAFETY: a valid buffer of the stated length; the kernel writes at
+    // most `len` bytes and updates it.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            mem.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    (rc == 0 && (len as usize) > drops * 4).then(|| u64::from(mem[drops]))
+}
+
 /// `batch` message headers that all point at `buf` (the content does not
 /// matter for counting; the kernel copies each datagram in turn).
 pub struct MsgBatch {
@@ -138,7 +159,7 @@ impl MsgBatch {
     }
 }
 
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
@@ -151,17 +172,8 @@ fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
 
 /// A blocking IPv4 connect that gives up after `timeout` (std's
 /// connect_timeout adds a nonblocking round of fcntl/poll per connection,
-/// which would be counted as connection cost). With `from`, the socket is
-/// bound to that address and port first (SO_REUSEADDR, so ports whose
-/// earlier connections to other peers sit in TIME_WAIT can be bound).
-pub fn tcp_connect(
-    to: SocketAddr,
-    from: Option<SocketAddrV4>,
-    timeout: Duration,
-) -> Result<TcpStream> {
-    let SocketAddr::V4(v4) = to else {
-        bail!("only IPv4 targets are supported, got {to}");
-    };
+/// which would be counted as connection cost).
+pub fn tcp_connect(to: SocketAddrV4, timeout: Duration) -> Result<TcpStream> {
     // SAFETY: plain socket(2).
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -170,22 +182,7 @@ pub fn tcp_connect(
     // SAFETY: fd is a fresh socket we own; TcpStream closes it on drop.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
     set_timeout(fd, libc::SO_SNDTIMEO, timeout)?;
-    if let Some(from) = from {
-        set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        let local = sockaddr_in(from);
-        // SAFETY: a valid sockaddr_in of the stated length.
-        let rc = unsafe {
-            libc::bind(
-                fd,
-                (&local as *const libc::sockaddr_in).cast(),
-                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).with_context(|| format!("bind {from}"));
-        }
-    }
-    let sin = sockaddr_in(v4);
+    let sin = sockaddr_in(to);
     // SAFETY: a valid sockaddr_in of the stated length.
     let rc = unsafe {
         libc::connect(

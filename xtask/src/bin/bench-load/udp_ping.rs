@@ -1,5 +1,8 @@
 //! UDP request/response latency: one datagram in flight, the client times
-//! each round trip; the server echoes.
+//! each round trip; the server echoes. A request with no answer within the
+//! timeout counts as infinitely slow in the percentiles (a percentile that
+//! falls on one is reported as null: the loss hides it), and the rate is
+//! round trips over the whole run, time spent waiting for lost ones too.
 use std::{
     io,
     net::{SocketAddr, UdpSocket},
@@ -80,13 +83,15 @@ pub fn ping(to: SocketAddr, dur: Duration, size: usize, warmup: u32) -> Result<V
             None => lost += 1,
         }
     }
+    let secs = start.elapsed().as_secs_f64();
     rtts.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if rtts.is_empty() {
-            return 0.0;
+    let asked = rtts.len() + lost as usize;
+    let pct = |p: f64| -> Option<f64> {
+        if asked == 0 {
+            return None;
         }
-        let i = ((rtts.len() - 1) as f64 * p).round() as usize;
-        rtts[i] as f64 / 1000.0
+        let i = ((asked - 1) as f64 * p).round() as usize;
+        rtts.get(i).map(|&ns| ns as f64 / 1000.0)
     };
     let mean = if rtts.is_empty() {
         0.0
@@ -96,11 +101,13 @@ pub fn ping(to: SocketAddr, dur: Duration, size: usize, warmup: u32) -> Result<V
     Ok(json!({
         "samples": rtts.len(),
         "lost": lost,
+        "secs": secs,
+        "rate": rtts.len() as f64 / secs.max(1e-9),
         "p50_us": pct(0.50),
         "p90_us": pct(0.90),
         "p99_us": pct(0.99),
         "min_us": pct(0.0),
-        "max_us": pct(1.0),
+        "max_us": rtts.last().map(|&ns| ns as f64 / 1000.0),
         "mean_us": mean,
     }))
 }

@@ -1,6 +1,8 @@
-//! Small-packet rate: a sendmmsg blaster and a recvmmsg counter. The rate
-//! that counts is the receiver's: what the path delivered, not what the
-//! sender pushed into it.
+//! Small-packet rate: a sendmmsg blaster and a recvmmsg counter. The bench
+//! divides what the receiver counted by the sender's sending time, so a
+//! stall or a loss mid-run lowers the figure instead of vanishing from a
+//! first-to-last interval; the receiver also reports its longest silence
+//! and its socket's own drops, so a loss can be told apart from the path's.
 use std::{
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd as _,
@@ -29,10 +31,14 @@ pub fn sink(bind: SocketAddr, max: Duration, idle: Duration) -> Result<Value> {
     let mut first: Option<Instant> = None;
     let mut last = start;
     let mut packets: u64 = 0;
+    let mut max_gap = Duration::ZERO;
     loop {
         match batch.recv(fd) {
             Ok(n) => {
                 let now = Instant::now();
+                if first.is_some() {
+                    max_gap = max_gap.max(now - last);
+                }
                 first.get_or_insert(now);
                 last = now;
                 packets += n as u64;
@@ -49,12 +55,12 @@ pub fn sink(bind: SocketAddr, max: Duration, idle: Duration) -> Result<Value> {
         }
     }
     let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    let pps = if secs > 0.0 {
-        packets as f64 / secs
-    } else {
-        0.0
-    };
-    Ok(json!({"packets": packets, "secs": secs, "pps": pps}))
+    Ok(json!({
+        "packets": packets,
+        "first_to_last_secs": secs,
+        "max_gap_ms": max_gap.as_secs_f64() * 1e3,
+        "socket_drops": sys::socket_drops(fd),
+    }))
 }
 
 pub fn blast(to: SocketAddr, dur: Duration, size: usize, batch_len: usize) -> Result<Value> {

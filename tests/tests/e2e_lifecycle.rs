@@ -213,3 +213,40 @@ fn pinned_maps_dump_with_field_names() {
         }
     }
 }
+
+#[test]
+fn down_removes_a_bridge_whose_pins_vanished_with_a_private_bpffs() {
+    let lab = Lab::new();
+    let pristine = lab.snapshot();
+    // `up` inside a private mount namespace with a bpffs of its own: the
+    // pins (and so the programs' links) go away with that namespace.
+    let bin = ebridge_tests::lab::ebridge_bin();
+    let script = format!(
+        "mount -t bpf bpf /sys/fs/bpf && nsenter --net=/run/netns/{} {} up --bridge {} --subnet 172.17.0.0/16",
+        lab.node,
+        bin.display(),
+        lab.bridge
+    );
+    let out = run(
+        "unshare",
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(!pins_exist(&lab), "the pins were on the private bpffs");
+
+    // up names the leftover and the way out, and changes nothing...
+    let before = lab.snapshot();
+    let out = lab.ebridge(&["up", "--subnet", "172.17.0.0/16"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ebridge down"), "{}", stderr(&out));
+    assert_eq!(lab.snapshot(), before);
+    // ...down removes it...
+    let out = lab.ebridge_ok(&["down"]);
+    assert!(out.contains("pins were already gone"), "{out}");
+    assert_eq!(lab.snapshot(), pristine, "down left something behind");
+    // ...and up works again.
+    lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16"]);
+    let a = lab.endpoint("a", &[]);
+    lab.endpoint("b", &[]);
+    assert_fast_path(&lab, &a, "172.17.0.3");
+}

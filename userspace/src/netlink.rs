@@ -159,7 +159,6 @@ impl Netlink {
         let msg = LinkBridge::new(name)
             .address(mac.to_vec())
             .mtu(mtu)
-            .alias(BRIDGE_ALIAS)
             .up()
             .build();
         self.handle
@@ -168,9 +167,20 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("cannot create bridge {name}"))?;
-        self.link_by_name(name)
+        let link = self
+            .link_by_name(name)
             .await?
-            .ok_or_else(|| anyhow!("bridge {name} vanished right after creation"))
+            .ok_or_else(|| anyhow!("bridge {name} vanished right after creation"))?;
+        // The kernel ignores IFLA_IFALIAS when a link is created; only a
+        // change sets it.
+        let msg = LinkUnspec::new_with_index(link.index)
+            .alias(BRIDGE_ALIAS)
+            .build();
+        if let Err(e) = self.handle.link().set(msg).execute().await {
+            let _ = self.delete_link(link.index).await;
+            return Err(anyhow!(e).context(format!("cannot name bridge {name} as ebridge's")));
+        }
+        Ok(link)
     }
 
     pub async fn add_address(&self, index: u32, net: Ipv4Net) -> Result<()> {

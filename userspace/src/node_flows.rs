@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use ebridge_common::nat::{
-    NatEntry, NatKey, CT_ESTABLISHED, CT_NEW, DIR_REPLY, IPPROTO_TCP, NAT_F_REPLIED, OWNER_NODE,
+    NatEntry, NatKey, CT_CLOSING, CT_ESTABLISHED, CT_FIN_WAIT, CT_NEW, CT_SYN_SENT, DIR_REPLY,
+    IPPROTO_TCP, NAT_F_REPLIED, OWNER_NODE,
 };
 
 use crate::{
@@ -59,7 +60,7 @@ fn reservation(s: &Socket, uplink_ip: Ipv4Addr, now_ns: u64) -> Option<(NatKey, 
         addr: local.octets(),
         port: s.local_port.to_be(),
         state: if s.proto == IPPROTO_TCP {
-            CT_ESTABLISHED
+            tcp_state(s.state)
         } else {
             CT_NEW
         },
@@ -69,6 +70,18 @@ fn reservation(s: &Socket, uplink_ip: Ipv4Addr, now_ns: u64) -> Option<(NatKey, 
         ..NatEntry::default()
     };
     Some((key, entry))
+}
+
+/// The conntrack state (and so the idle timeout) of a node socket's state.
+fn tcp_state(socket_state: u8) -> u8 {
+    match socket_state {
+        proc_net::TCP_ESTABLISHED => CT_ESTABLISHED,
+        // SYN_SENT, SYN_RECV
+        0x02 | 0x03 => CT_SYN_SENT,
+        proc_net::TCP_TIME_WAIT => CT_CLOSING,
+        // FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING
+        _ => CT_FIN_WAIT,
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +117,12 @@ mod tests {
         assert_eq!(u16::from_be(key.dport), 42000);
         assert_eq!(key.dir, DIR_REPLY);
         assert_eq!((entry.owner, entry.port), (OWNER_NODE, key.dport));
+        assert_eq!(entry.state, CT_ESTABLISHED);
+        let closing = socket(IPPROTO_TCP, up.octets(), 42001, [203, 0, 113, 10], 179, 6);
+        assert_eq!(
+            reservation(&closing, up, 7).expect("held").1.state,
+            CT_CLOSING
+        );
         let dns = socket(IPPROTO_UDP, up.octets(), 40000, [203, 0, 113, 53], 53, 1);
         assert!(reservation(&dns, up, 7).is_some());
         let listening = socket(

@@ -129,9 +129,9 @@ fn nat(maps: &crate::maps::DatapathMaps, json_out: bool) -> Result<()> {
     }
     for f in &flows {
         println!(
-            "{:<4} {:<11} src={} dst={} sport={} dport={} packets={} bytes={} [nat] src={} sport={} packets={} bytes={} age={:.0}s idle={:.0}s",
+            "{:<4} {:<11} src={} dst={} sport={} dport={} packets={} bytes={} [nat] src={} sport={} packets={} bytes={} age={:.0}s idle={:.0}s owner={}",
             f.proto, f.state, f.src, f.dst, f.sport, f.dport, f.packets, f.bytes,
-            f.nat_src, f.nat_sport, f.reply_packets, f.reply_bytes, f.age_secs, f.idle_secs
+            f.nat_src, f.nat_sport, f.reply_packets, f.reply_bytes, f.age_secs, f.idle_secs, f.owner
         );
     }
     println!("{} flow(s)", flows.len());
@@ -171,6 +171,9 @@ async fn config(
         "xdp": crate::xdp::label(crate::xdp::mode_of(cfg.flags)),
         "uplink_ipv4": Ipv4Addr::from(cfg.uplink_ipv4).to_string(),
         "nat_ports": format!("{}-{}", cfg.nat_port_min, cfg.nat_port_max),
+        // MASQUERADE's rule without --to-ports: a source port below 1024
+        // is given one below 1024 (false: --nat-ports maps every port).
+        "nat_privileged_kept": cfg.flags & ebridge_common::config::CONFIG_F_NAT_PORTS_GIVEN == 0,
         "nat_entries": cfg.nat_entries,
         "fdb_ageing_secs": cfg.fdb_ageing_ns / 1_000_000_000,
         "pin_dir": crate::pins::bridge_dir(bridge),

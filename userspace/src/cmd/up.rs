@@ -72,6 +72,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let nl = Netlink::connect()?;
     pins::ensure_bpffs()?;
     let bridge = &plan.bridge;
+    // Before the lock: its state must stay as it is for `down`.
+    if !maps::is_pinned(bridge) && super::down::stale_bridge(&nl, bridge).await?.is_some() {
+        return Err(usage(format!(
+            "bridge {bridge} was made by ebridge but its datapath pins under {} are gone (a bpffs that was unmounted, e.g. with a private mount namespace?); run 'ebridge down --bridge {bridge}' to remove what is left, then 'up' again",
+            pins::bridge_dir(bridge).display()
+        )));
+    }
 
     let _lock = state::lock(bridge)?;
     if maps::is_pinned(bridge) {
@@ -104,12 +111,6 @@ pub async fn run(args: UpArgs) -> Result<()> {
 /// Refuses input that cannot be used, before anything is made.
 async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<(Link, Ipv4Addr)> {
     let bridge = &plan.bridge;
-    if super::down::stale_bridge(nl, bridge).await?.is_some() {
-        return Err(usage(format!(
-            "bridge {bridge} was made by ebridge but its datapath pins under {} are gone (a bpffs that was unmounted, e.g. with a private mount namespace?); run 'ebridge down --bridge {bridge}' to remove what is left, then 'up' again",
-            pins::bridge_dir(bridge).display()
-        )));
-    }
     if nl.link_by_name(bridge).await?.is_some() {
         return Err(usage(format!(
             "a link named {bridge} already exists and was not made by ebridge; pick another --bridge name"

@@ -17,6 +17,7 @@ use ebridge_common::{
 };
 
 use crate::{
+    ipv4::Ipv4,
     l4::*,
     maps::{NAT, NAT_NO_PORT},
 };
@@ -34,6 +35,18 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The flow a parsed packet names.
+    #[inline(always)]
+    pub fn of(ip: &Ipv4, ports: &L4) -> Self {
+        Self {
+            proto: ip.proto,
+            saddr: ip.saddr,
+            daddr: ip.daddr,
+            sport: ports.sport,
+            dport: ports.dport,
+        }
+    }
+
     #[inline(always)]
     pub fn key(&self, dir: u8) -> NatKey {
         NatKey {

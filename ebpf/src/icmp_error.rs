@@ -115,38 +115,34 @@ pub fn to_container(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4) -> Result<Ou
             (*entry).owner,
         )
     };
-    match owner {
-        OWNER_CONTAINER => {}
-        OWNER_NODE => {
-            if port != q.sport {
-                rewrite_quote(
-                    ctx,
-                    ip.l4_off + 2,
-                    q.ip_off,
-                    q.ip_off + 12,
-                    q.saddr,
-                    q.saddr,
-                    q.sport_off,
-                    q.sport,
-                    port,
-                )?;
-            }
-            return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
-        }
+    let node = match owner {
+        OWNER_CONTAINER => false,
+        OWNER_NODE => true,
         _ => return Ok(Outcome::Pass(PASS_OTHER_BRIDGE)),
+    };
+    if node && port == q.sport {
+        return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
     }
-    ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, L4Csum::None)?;
+    // A node flow's error stays addressed to the node; only the port it
+    // quotes was moved.
+    let to = if node { q.saddr } else { addr };
+    if !node {
+        ipv4::set_addr(ctx, IP_DADDR_OFF, ip.daddr, addr, L4Csum::None)?;
+    }
     rewrite_quote(
         ctx,
         ip.l4_off + 2,
         q.ip_off,
         q.ip_off + 12,
         q.saddr,
-        addr,
+        to,
         q.sport_off,
         q.sport,
         port,
     )?;
+    if node {
+        return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
+    }
     Ok(Outcome::Deliver(
         Delivery { ifindex, mac },
         FWD_REVNAT_ICMP_ERROR,

@@ -54,13 +54,7 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
         l4::parse(ctx, &ip)
     };
     if let Ok(ports) = &ports {
-        let flow = Flow {
-            proto: ip.proto,
-            saddr: ip.saddr,
-            daddr: ip.daddr,
-            sport: ports.sport,
-            dport: ports.dport,
-        };
+        let flow = Flow::of(&ip, ports);
         if let Some(entry) = conntrack::from_container(&flow, now, ports.tcp_flags, ctx.len()) {
             let entry = unsafe { *entry };
             if entry.flags & NAT_F_HAIRPIN != 0 {
@@ -114,13 +108,7 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
             // translated by: nothing outside could have reached it.
             Ok(ports) if ports.echo_reply => Err(DROP_NAT_UNSUPPORTED),
             Ok(ports) => {
-                let flow = Flow {
-                    proto: ip.proto,
-                    saddr: ip.saddr,
-                    daddr: ip.daddr,
-                    sport: ports.sport,
-                    dport: ports.dport,
-                };
+                let flow = Flow::of(&ip, &ports);
                 conntrack::masquerade(&flow, ep, cfg, now, ports.tcp_flags, ctx.len())
                     .and_then(|entry| rewrite_source(ctx, &ip, &ports, unsafe { &*entry }))
             }
@@ -144,13 +132,7 @@ fn to_node(
     let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
         return pass(ctx, PASS_TO_HOST);
     };
-    let flow = Flow {
-        proto: ip.proto,
-        saddr: ip.saddr,
-        daddr: ip.daddr,
-        sport: ports.sport,
-        dport: ports.dport,
-    };
+    let flow = Flow::of(ip, ports);
     match conntrack::hairpin(&flow, ep, &target, cfg, now, ports.tcp_flags, ctx.len()) {
         Ok(entry) => turn_around(ctx, cfg, ip, ports, unsafe { &*entry }),
         Err(reason) => drop(ctx, reason),

@@ -46,13 +46,7 @@ pub fn leaving(
     if ports.echo_reply {
         return pass(ctx, PASS_NODE_FLOW_OUT);
     }
-    let flow = Flow {
-        proto: ip.proto,
-        saddr: ip.saddr,
-        daddr: ip.daddr,
-        sport: ports.sport,
-        dport: ports.dport,
-    };
+    let flow = Flow::of(ip, &ports);
     let held = reply_key(&flow, ports.sport);
     let owner = if other_bridge {
         OWNER_OTHER_BRIDGE

@@ -112,13 +112,7 @@ fn reply(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, now: u64) -> Result<Out
             if let Some(why) = icmp_reply::refusal(ctx, cfg, ip, target.ifindex) {
                 return Ok(Outcome::Refuse(why));
             }
-            let flow = Flow {
-                proto: ip.proto,
-                saddr: ip.saddr,
-                daddr: ip.daddr,
-                sport: ports.sport,
-                dport: ports.dport,
-            };
+            let flow = Flow::of(ip, &ports);
             let entry = conntrack::inbound(&flow, &target, now, ports.tcp_flags, ctx.len())?;
             (entry, FWD_DNAT)
         }

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::lab::{ebridge_bin, run_ok, Lab};
+use crate::lab::{ebridge_bin, run_ok, Lab, SERVER_IP};
 
 pub const PY: &str = "/usr/bin/python3";
 
@@ -202,4 +202,15 @@ pub fn ip_bytes(v: &Value) -> [u8; 4] {
         out[i] = b.as_u64().unwrap_or_else(|| panic!("not a byte: {b}")) as u8;
     }
     out
+}
+
+/// A UDP echo server on the lab's server host (SERVER_IP:`port`).
+pub fn udp_echo(lab: &Lab, port: u16) -> Bg {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{SERVER_IP}', {port}))\nwhile True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n"
+    );
+    let bg = Bg::spawn(&lab.server(), &[PY, "-c", &script]);
+    thread::sleep(Duration::from_millis(400));
+    bg
 }

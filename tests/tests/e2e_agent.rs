@@ -9,7 +9,7 @@ use std::{
 
 use ebridge_tests::{
     lab::{Lab, SERVER_IP},
-    procs::{Agent, Bg, PY},
+    procs::{udp_echo, Agent, PY},
 };
 
 /// Short timeouts so expiry shows within a test.
@@ -21,16 +21,6 @@ const FAST: [&str; 6] = [
     "--udp-timeout-stream",
     "2",
 ];
-
-fn udp_echo(lab: &Lab, port: u16) -> Bg {
-    let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('{SERVER_IP}', {port}))\nwhile True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n"
-    );
-    let bg = Bg::spawn(&lab.server(), &[PY, "-c", &script]);
-    thread::sleep(Duration::from_millis(400));
-    bg
-}
 
 /// One UDP exchange from `netns` (source port `sport`) with the echo.
 fn udp_once(lab: &Lab, netns: &str, sport: u16, port: u16) {
@@ -72,14 +62,21 @@ fn the_agent_follows_its_bridge_across_down_and_up() {
     assert!(agent.wait_for_log("went down", 5), "{}", agent.log());
     assert!(agent.alive(), "the agent quit with its bridge");
     lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16"]);
-    assert!(agent.wait_for_log("following its new datapath", 5), "{}", agent.log());
+    assert!(
+        agent.wait_for_log("following its new datapath", 5),
+        "{}",
+        agent.log()
+    );
 
     // It works on the new datapath: a flow there expires.
     let c = lab.endpoint("c", &[]);
     let _echo = udp_echo(&lab, 7000);
     udp_once(&lab, &c, 41000, 7000);
     assert_eq!(container_flows(&lab), 1);
-    assert!(expired_within(&lab, 10), "the flow on the new datapath never expired");
+    assert!(
+        expired_within(&lab, 10),
+        "the flow on the new datapath never expired"
+    );
     assert!(agent.alive());
 }
 
@@ -90,7 +87,11 @@ fn one_agent_per_bridge_and_a_restarted_one_takes_over() {
     assert!(first.wait_for_log("NAT gc every", 5), "{}", first.log());
 
     let second = lab.ebridge(&["agent"]);
-    assert_eq!(second.status.code(), Some(2), "a second agent must be refused");
+    assert_eq!(
+        second.status.code(),
+        Some(2),
+        "a second agent must be refused"
+    );
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another ebridge agent already runs"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -102,8 +103,15 @@ fn one_agent_per_bridge_and_a_restarted_one_takes_over() {
     udp_once(&lab, &c, 41000, 7000);
     first.kill9();
     let restarted = Agent::start(&lab, &FAST);
-    assert!(restarted.wait_for_log("NAT gc every", 5), "{}", restarted.log());
-    assert!(expired_within(&lab, 10), "the restarted agent expires nothing");
+    assert!(
+        restarted.wait_for_log("NAT gc every", 5),
+        "{}",
+        restarted.log()
+    );
+    assert!(
+        expired_within(&lab, 10),
+        "the restarted agent expires nothing"
+    );
 }
 
 #[test]

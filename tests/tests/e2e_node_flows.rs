@@ -7,19 +7,8 @@ use std::{thread, time::Duration};
 
 use ebridge_tests::{
     lab::{Lab, SERVER_IP},
-    procs::{Agent, Bg, PY},
+    procs::{udp_echo, Agent, Bg, PY},
 };
-
-/// Echoes UDP datagrams back to their sender, on SERVER_IP:`port`.
-fn udp_echo(lab: &Lab, port: u16) -> Bg {
-    let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('{SERVER_IP}', {port}))\nwhile True:\n    d, a = s.recvfrom(65535)\n    s.sendto(d, a)\n"
-    );
-    let bg = Bg::spawn(&lab.server(), &[PY, "-c", &script]);
-    thread::sleep(Duration::from_millis(400));
-    bg
-}
 
 /// From local port `sport`, `n` tagged requests to SERVER_IP:`port`, each
 /// answered by its own echo; prints "ok N" or fails.

@@ -119,7 +119,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|&s| {
             let churn = if s == Scenario::Nat {
-                (churn::RUNS as usize + 2) * 2 * (churn::RUN_SECS as usize + 1)
+                (2 * churn::RUNS as usize + 1) * 2 * (churn::RUN_SECS as usize + 1)
             } else {
                 0
             };

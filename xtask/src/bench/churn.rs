@@ -4,18 +4,19 @@
 //! MASQUERADE node, six runs each, nothing cleared and the agent running,
 //! so each run finds the NAT table as the runs before it left it (TCP
 //! TIME_WAIT flows live 120 s). Meanwhile a node process does UDP
-//! request/response to the outside host through the same uplink, and the
-//! same is measured without churn before and after: node traffic must not
-//! suffer from what the containers do.
+//! request/response to the outside host through the same uplink; the same
+//! alone, right after each churn run (and once before the first), is its
+//! control: node traffic must not suffer from what the containers do.
 //!
 //! Placement: the HTTP client and nginx share CPU B, the node's request/response and
 //! its echo server CPU A, so what the node's traffic would lose to the
 //! churn is the datapath's doing (drops, stolen replies, table effects),
 //! not CPU time taken by the load.
 //!
-//! The setups alternate run by run (their runs are one 4-second run
-//! apart, far less than any flow timeout), so run k of each is measured
-//! seconds apart and their ratio is judged run by run.
+//! The setups alternate run by run (a setup's churn runs are about 12 s
+//! apart: its control run and the other setup's two runs, far less than
+//! the 120 s TIME_WAIT flows live), so run k of each is measured seconds
+//! apart and their ratio is judged run by run.
 use std::{net::SocketAddrV4, time::Instant};
 
 use anyhow::{Context as _, Result};
@@ -40,11 +41,14 @@ pub const CONNS: u32 = 32;
 pub const SUBJECT: Setup = Setup::Ebridge;
 pub const BASELINE: Setup = Setup::DockerNat;
 
-/// One churn run on one setup (or a node-only run: `wrk` is None).
+/// One run on one setup: churn with the node's traffic, or the node's
+/// traffic alone (the control).
 pub struct Run {
     pub setup: Setup,
-    /// 1..=RUNS; 0 = node alone before the churn, RUNS + 1 = after it.
+    /// 1..=RUNS; an alone run k follows churn run k, alone run 0 comes
+    /// before the first.
     pub run: u32,
+    pub churn: bool,
     pub conn_rate: Option<f64>,
     pub node_rate: f64,
     pub node_lost: u64,
@@ -62,7 +66,7 @@ pub fn measure(topologies: &[Topology], ctx: &Ctx) -> Result<Vec<Run>> {
     let both = [pick(SUBJECT)?, pick(BASELINE)?];
     let http = SocketAddrV4::new(OUTSIDE_IP, PORT_HTTP);
     let echo_at = SocketAddrV4::new(OUTSIDE_IP, PORT_NODE_RR);
-    let total_secs = (RUNS + 2) * (RUN_SECS + 5) * 2 + 60;
+    let total_secs = (2 * RUNS + 1) * (RUN_SECS + 5) * 2 + 60;
     // Servers stay up for the whole phase, one set per setup.
     let mut servers = Vec::new();
     for t in both {
@@ -87,15 +91,18 @@ pub fn measure(topologies: &[Topology], ctx: &Ctx) -> Result<Vec<Run>> {
     let agents = || topologies.iter().filter_map(|o| o.agent.as_ref());
     let mut runs = Vec::new();
     let mut order = both;
-    for run in 0..=RUNS + 1 {
+    for run in 0..=RUNS {
         for t in order {
-            signal::check()?;
-            let _others = agent::stop_others(agents(), t.agent.as_ref());
-            let r = one_run(t, ctx, run, http, echo_at)?;
-            print_run(&r);
-            runs.push(r);
-            if let Some(a) = &t.agent {
-                a.check_running()?;
+            let kinds: &[bool] = if run == 0 { &[false] } else { &[true, false] };
+            for &churn in kinds {
+                signal::check()?;
+                let _others = agent::stop_others(agents(), t.agent.as_ref());
+                let r = one_run(t, ctx, run, churn, http, echo_at)?;
+                print_run(&r);
+                runs.push(r);
+                if let Some(a) = &t.agent {
+                    a.check_running()?;
+                }
             }
         }
         order.reverse();
@@ -108,11 +115,11 @@ fn one_run(
     t: &Topology,
     ctx: &Ctx,
     run: u32,
+    churn: bool,
     http: SocketAddrV4,
     echo_at: SocketAddrV4,
 ) -> Result<Run> {
     let node = t.node_ns.as_deref().context("churn setup without a node")?;
-    let churn = (1..=RUNS).contains(&run);
     let counters_before = evidence::snapshot(t)?;
     let ct_before = linux_bridge::conntrack_stats(t);
     let agent_before = t.agent.as_ref().map(|a| a.cpu_secs());
@@ -190,7 +197,7 @@ fn one_run(
     let json = json!({
         "setup": t.setup.key(),
         "run": run,
-        "kind": if churn { "churn" } else if run == 0 { "node alone, before the churn" } else { "node alone, after the churn" },
+        "kind": if churn { "churn" } else if run == 0 { "node alone, before the churn" } else { "node alone, right after churn run k" },
         "conn_rate": conn_rate,
         "http_churn": load,
         "node_udp_rr": ping,
@@ -206,6 +213,7 @@ fn one_run(
     Ok(Run {
         setup: t.setup,
         run,
+        churn,
         conn_rate,
         node_rate,
         node_lost,
@@ -249,7 +257,8 @@ fn print_run(r: &Run) {
         )
     };
     println!(
-        "  churn run {} {:<11} {what}  node rr {:>7.0}/s lost {}  {extra}",
+        "  {} {} {:<11} {what}  node rr {:>7.0}/s lost {}  {extra}",
+        if r.churn { "churn run" } else { "alone run" },
         r.run,
         r.setup.key(),
         r.node_rate,

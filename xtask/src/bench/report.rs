@@ -107,6 +107,11 @@ pub fn print_table(scenario: Scenario, info: &RunInfo, r: &Results, extras: &[Ex
             }
         );
     }
+    if scenario == Scenario::Publish {
+        println!(
+            "\nnote: the UDP packet rate is a one-way stream: conntrack never sees a reply, so every packet stays ctstate NEW and walks Docker's DOCKER chain to its ACCEPT (Docker's worst case, position-dependent). Traffic that carries replies: UDP req/resp and TCP connections/s."
+        );
+    }
     print_extras(extras);
     let met = targets
         .iter()

@@ -88,11 +88,19 @@ fn two_bridges_on_one_uplink_both_masquerade_and_publish() {
 
     // Outbound from both: each bridge's replies reach its own container.
     let _site = web(&lab.server(), 8000, "outside");
-    assert_eq!(fetch(&lab, &a, &format!("http://{SERVER_IP}:8000/")), "outside");
-    assert_eq!(fetch(&lab, &b_name, &format!("http://{SERVER_IP}:8000/")), "outside");
+    assert_eq!(
+        fetch(&lab, &a, &format!("http://{SERVER_IP}:8000/")),
+        "outside"
+    );
+    assert_eq!(
+        fetch(&lab, &b_name, &format!("http://{SERVER_IP}:8000/")),
+        "outside"
+    );
     let ping = run(
         "ip",
-        &["netns", "exec", &b_name, "ping", "-c", "2", "-i", "0.2", "-W", "2", SERVER_IP],
+        &[
+            "netns", "exec", &b_name, "ping", "-c", "2", "-i", "0.2", "-W", "2", SERVER_IP,
+        ],
     );
     assert!(ping.status.success(), "ping from the second bridge");
 

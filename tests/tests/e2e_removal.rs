@@ -35,16 +35,30 @@ fn endpoint_rm_after_the_namespace_died_cleans_the_maps_and_frees_the_address() 
     let netns = format!("/run/netns/{ns}");
     let c = lab.name("c");
     lab.ebridge_ok(&[
-        "endpoint", "add", &c, "--netns", &netns, "--ip", "172.17.0.9", "-p", "8080:80",
+        "endpoint",
+        "add",
+        &c,
+        "--netns",
+        &netns,
+        "--ip",
+        "172.17.0.9",
+        "-p",
+        "8080:80",
     ]);
     // Traffic: an FDB entry learned, a masqueraded flow made.
-    lab.exec_ok(&ns, &["ping", "-c", "2", "-i", "0.2", "-W", "2", OUTSIDE_IP]);
+    lab.exec_ok(
+        &ns,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", OUTSIDE_IP],
+    );
     let veth_index = map_dump(&lab.bridge, "endpoint_by_ip")
         .iter()
         .find(|e| ip_bytes(&e["key"]) == ADDR)
         .and_then(|e| e["value"].as_u64())
         .expect("the endpoint's veth in endpoint_by_ip");
-    assert!(map_dump(&lab.bridge, "nat").iter().any(names_addr), "no flow made");
+    assert!(
+        map_dump(&lab.bridge, "nat").iter().any(names_addr),
+        "no flow made"
+    );
     assert!(
         map_dump(&lab.bridge, "fdb")
             .iter()
@@ -68,8 +82,15 @@ fn endpoint_rm_after_the_namespace_died_cleans_the_maps_and_frees_the_address() 
         .into_iter()
         .filter(|e| e["value"]["ifindex"].as_u64() == Some(veth_index))
         .collect();
-    assert!(on_port.is_empty(), "FDB entries on the dead port: {on_port:?}");
-    assert!(lab.json(&["endpoint", "ls"]).as_array().expect("list").is_empty());
+    assert!(
+        on_port.is_empty(),
+        "FDB entries on the dead port: {on_port:?}"
+    );
+    assert!(lab
+        .json(&["endpoint", "ls"])
+        .as_array()
+        .expect("list")
+        .is_empty());
 
     // The address is free again, and the new endpoint works.
     let d = lab.endpoint("d", &["--ip", "172.17.0.9", "-p", "8080:80"]);
@@ -82,10 +103,7 @@ fn answered(lab: &Lab, port: u16) -> bool {
         "import urllib.request\ntry:\n    print(urllib.request.urlopen('http://{NODE_UPLINK_IP}:{port}/', timeout=2).status)\n\
          except Exception as e:\n    print('no', e)\n"
     );
-    let out = run(
-        "ip",
-        &["netns", "exec", &lab.outside, PY, "-c", &script],
-    );
+    let out = run("ip", &["netns", "exec", &lab.outside, PY, "-c", &script]);
     String::from_utf8_lossy(&out.stdout).trim() == "200"
 }
 

@@ -20,13 +20,24 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     "traceroute",
     "sockperf",
-    // The nat benchmark's connection churn: the HTTP server of the issue
-    // that found the NAT port collapse.
+    // Connection churn (the nat benchmark, e2e_churn): the HTTP server
+    // and load of the issue that found the NAT port collapse.
     "nginx-light",
+    "wrk",
     "iptables",
     "conntrack",
     "util-linux",
     "procps",
+    // Real container runtimes driving the CNI plugin (shared/PODMAN.md,
+    // shared/CONTAINERD.md), with the reference plugins as the baseline.
+    "podman",
+    "containernetworking-plugins",
+    "busybox-static",
+    "runc",
+    "conmon",
+    "golang-github-containers-common",
+    "catatonit",
+    "containerd",
 ];
 
 pub fn run() -> Result<()> {

@@ -7,17 +7,13 @@
 //! measurement only the measured setup's agent runs (the others are
 //! stopped with SIGSTOP and continued right after), so one node's garbage
 //! collection is not charged to another's figures. The measured agent's
-//! CPU time is the product's own cost: it counts as the bench's, not as a
-//! disturbance, and each sample reports it.
-use std::sync::Mutex;
-
+//! CPU time is the product's own cost: it counts as the bench's (proc.rs),
+//! not as a disturbance, and each sample reports it. A stopped agent still
+//! dies of the SIGKILL its Proc sends when the setup is removed.
 use anyhow::{bail, Result};
 
-use super::proc::Proc;
+use super::proc::{self, Proc};
 use crate::util::ebridge_release_bin;
-
-/// Pids of every live agent, for the CPU accounting in cpu.rs.
-static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 pub struct Agent {
     proc: Proc,
@@ -34,9 +30,6 @@ impl Agent {
             &["agent", "--bridge", bridge],
         )?;
         let agent = Agent { proc };
-        if let Ok(mut p) = PIDS.lock() {
-            p.push(agent.proc.pid());
-        }
         // It opens the pinned maps first; a bad bridge makes it exit at once.
         std::thread::sleep(std::time::Duration::from_millis(300));
         agent.check_running()?;
@@ -45,7 +38,7 @@ impl Agent {
 
     /// Fails if the agent exited (it must run for the whole scenario).
     pub fn check_running(&self) -> Result<()> {
-        if state(self.proc.pid()).is_none_or(|s| s == 'Z' || s == 'X') {
+        if proc::state(self.proc.pid()).is_none_or(|s| s == 'Z' || s == 'X') {
             bail!(
                 "ebridge agent (pid {}) is not running: {}",
                 self.proc.pid(),
@@ -57,7 +50,7 @@ impl Agent {
 
     /// User + system CPU seconds it used so far.
     pub fn cpu_secs(&self) -> f64 {
-        cpu_usec(self.proc.pid()) as f64 / 1e6
+        proc::cpu_usec(self.proc.pid()) as f64 / 1e6
     }
 
     /// Its log (GC reports, datapath log lines).
@@ -68,15 +61,6 @@ impl Agent {
     fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.proc.pid() as libc::pid_t, sig) };
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // A stopped process still dies of SIGKILL (Proc's drop).
-        if let Ok(mut p) = PIDS.lock() {
-            p.retain(|&pid| pid != self.proc.pid());
-        }
     }
 }
 
@@ -105,33 +89,4 @@ impl Drop for OthersStopped<'_> {
             a.signal(libc::SIGCONT);
         }
     }
-}
-
-/// CPU time of every live agent, in µs.
-pub fn all_cpu_usec() -> u64 {
-    let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
-    pids.into_iter().map(cpu_usec).sum()
-}
-
-/// Fields of /proc/PID/stat after the command name (which may hold
-/// spaces): state is the first, utime and stime the 12th and 13th.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
-}
-
-fn state(pid: u32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
-}
-
-fn cpu_usec(pid: u32) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    stat_fields(pid)
-        .map(|f| {
-            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            (ticks(11) + ticks(12)) * 1_000_000 / hz
-        })
-        .unwrap_or(0)
 }

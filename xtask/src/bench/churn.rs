@@ -257,12 +257,13 @@ fn print_run(r: &Run) {
         )
     };
     println!(
-        "  {} {} {:<11} {what}  node rr {:>7.0}/s lost {}  {extra}",
+        "  {} {} {:<11} {what}  node rr {:>7.0}/s lost {}  {extra} (others used {:.1}% CPU)",
         if r.churn { "churn run" } else { "alone run" },
         r.run,
         r.setup.key(),
         r.node_rate,
-        r.node_lost
+        r.node_lost,
+        r.json["foreign_cpu_share"].as_f64().unwrap_or(0.0) * 100.0
     );
     for p in &r.problems {
         println!("  INVALID churn run {} {}: {p}", r.run, r.setup.key());

@@ -4,9 +4,9 @@
 //! samples are taken again.
 //!
 //! foreign = (user + nice + system time of the whole machine, /proc/stat)
-//!         - (user + system time of the load tools, which are our reaped
-//!            children, of this process, and of the ebridge agents, which
-//!            are the product's own cost: agent.rs)
+//!         - (user + system time of this process and of its children:
+//!            the load tools, servers and ebridge agents, reaped or not,
+//!            see proc.rs; an agent's time is the product's own cost)
 //! Softirq time is left out on both sides: it is the datapath's own work,
 //! accounted separately because the kernel has IRQ time accounting.
 use std::time::Instant;
@@ -64,7 +64,7 @@ pub fn snapshot() -> Result<Snapshot> {
         machine_ticks,
         ours_usec: rusage_usec(libc::RUSAGE_CHILDREN)
             + rusage_usec(libc::RUSAGE_SELF)
-            + super::agent::all_cpu_usec(),
+            + super::proc::live_children_cpu_usec(),
     })
 }
 

@@ -22,6 +22,49 @@ use super::signal;
 
 const POLL: Duration = Duration::from_millis(10);
 
+/// Pids of the children not reaped yet. Their CPU time is the bench's own
+/// (cpu.rs), but getrusage(RUSAGE_CHILDREN) only counts it once they are
+/// reaped: a server or agent that runs across many samples is read from
+/// /proc/PID/stat instead.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn forget(pid: u32) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|&p| p != pid);
+    }
+}
+
+/// CPU time of the children not reaped yet, in µs.
+pub fn live_children_cpu_usec() -> u64 {
+    let pids = LIVE.lock().map(|p| p.clone()).unwrap_or_default();
+    pids.into_iter().map(cpu_usec).sum()
+}
+
+/// Fields of /proc/PID/stat after the command name (which may hold
+/// spaces): state is the first, utime and stime the 12th and 13th.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The process state letter (R, S, T, Z...), None if it is gone.
+pub fn state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// User + system CPU time of a process, in µs.
+pub fn cpu_usec(pid: u32) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    stat_fields(pid)
+        .map(|f| {
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            (ticks(11) + ticks(12)) * 1_000_000 / hz
+        })
+        .unwrap_or(0)
+}
+
 pub struct Proc {
     what: String,
     child: Child,
@@ -61,6 +104,9 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {what} in {ns}"))?;
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(child.id());
+        }
         let stdout = child.stdout.take().context("child has no stdout")?;
         let stderr_pipe = child.stderr.take().context("child has no stderr")?;
         // Reader threads keep the pipes drained, so a chatty child never
@@ -101,7 +147,7 @@ impl Proc {
                 Ok(line) if line.contains(needle) => return Ok(()),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(status) = self.child.try_wait()? {
+                    if let Some(status) = self.try_reap()? {
                         return Err(self.failed(status));
                     }
                 }
@@ -153,7 +199,7 @@ impl Proc {
     fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.try_reap()? {
                 return Ok(status);
             }
             if signal::interrupted() {
@@ -168,11 +214,20 @@ impl Proc {
         }
     }
 
+    fn try_reap(&mut self) -> Result<Option<ExitStatus>> {
+        let status = self.child.try_wait()?;
+        if status.is_some() {
+            forget(self.child.id());
+        }
+        Ok(status)
+    }
+
     fn kill(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        forget(self.child.id());
     }
 
     /// The error for an exit that was not expected, with the stderr.

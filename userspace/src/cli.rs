@@ -58,6 +58,45 @@ pub enum Command {
         #[command(flatten)]
         bridge: BridgeArg,
     },
+    /// ebridge as a CNI plugin for container runtimes (podman, containerd,
+    /// kubelet). The `ebridge` binary speaks CNI when CNI_COMMAND is set.
+    Cni {
+        #[command(subcommand)]
+        command: CniCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CniCommand {
+    /// Put the plugin in the runtime's plugin directory and a network
+    /// config (conflist) using it in its config directory.
+    Install(CniInstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CniInstallArgs {
+    /// Where the runtime looks for CNI plugins.
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub bin_dir: std::path::PathBuf,
+    /// Where the runtime reads network configs.
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub conf_dir: std::path::PathBuf,
+    /// The network's name (also names the conflist file).
+    #[arg(long, default_value = "ebridge")]
+    pub name: String,
+    /// CNI spec version of the conflist.
+    #[arg(long, default_value = "1.0.0", value_name = "VERSION")]
+    pub cni_version: String,
+    /// Delegate addresses to this IPAM plugin (e.g. host-local, with
+    /// --subnet as its range) instead of ebridge's own allocator.
+    #[arg(long, value_name = "PLUGIN")]
+    pub ipam: Option<String>,
+    /// A nameserver for the containers' DNS settings (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Datapath settings, as for `ebridge up`.
+    #[command(flatten)]
+    pub up: UpArgs,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! the agent reuse.
 pub mod cli;
 pub mod cmd;
+pub mod cni;
 pub mod datapath;
 pub mod error;
 pub mod ipam;

@@ -12,6 +12,11 @@ use ebridge::{cli::Cli, error::UsageError};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // A container runtime calling the plugin: stdin is the network config,
+    // stdout only the result.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return ebridge::cni::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),

@@ -31,6 +31,7 @@ pub struct Link {
     pub kind: Option<InfoKind>,
     pub controller: Option<u32>,
     pub alias: Option<String>,
+    pub mtu: Option<u32>,
     pub tx_packets: u64,
     pub rx_packets: u64,
 }
@@ -49,6 +50,7 @@ impl Link {
             kind: None,
             controller: None,
             alias: None,
+            mtu: None,
             tx_packets: 0,
             rx_packets: 0,
         };
@@ -62,6 +64,7 @@ impl Link {
                 }
                 LinkAttribute::Controller(index) => link.controller = Some(*index),
                 LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
+                LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
                 LinkAttribute::Stats64(stats) => {
                     link.tx_packets = stats.tx_packets;
                     link.rx_packets = stats.rx_packets;
@@ -92,6 +95,7 @@ pub struct LinkAddress {
 pub struct Route {
     pub destination: Ipv4Net,
     pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
 }
 
 pub struct Netlink {
@@ -302,15 +306,21 @@ impl Netlink {
             }
             let mut dst = Ipv4Addr::UNSPECIFIED;
             let mut oif = None;
+            let mut gateway = None;
             for attr in &msg.attributes {
                 match attr {
                     RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = *a,
                     RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
                     _ => {}
                 }
             }
             if let Ok(destination) = Ipv4Net::new(dst, msg.header.destination_prefix_length) {
-                out.push(Route { destination, oif });
+                out.push(Route {
+                    destination,
+                    oif,
+                    gateway,
+                });
             }
         }
         Ok(out)

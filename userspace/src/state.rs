@@ -24,6 +24,9 @@ pub struct EndpointRecord {
     /// Published ports, in `publish::PublishSpec::canonical` form.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// The CNI container ID, for endpoints a container runtime attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -27,6 +27,62 @@ use crate::{
     state::{self, EndpointRecord},
 };
 
+/// An endpoint to attach, as `endpoint add` and a CNI ADD both ask for it.
+pub struct Request {
+    pub name: String,
+    /// An existing network namespace; `None`: create `/run/netns/NAME`.
+    pub netns: Option<PathBuf>,
+    /// `None`: the next free address of the subnet.
+    pub ip: Option<Ipv4Addr>,
+    /// `None`: `02:42:` + the address, like Docker.
+    pub mac: Option<[u8; 6]>,
+    pub ifname: String,
+    pub publish: Vec<PublishSpec>,
+    /// Refuse host ports a node process listens on. A container runtime
+    /// holds its containers' published ports open itself (podman's conmon),
+    /// so its plugin must not.
+    pub check_listeners: bool,
+    /// The CNI container ID the endpoint belongs to.
+    pub container_id: Option<String>,
+    /// `None`: Docker-style `vethXXXXXXX` from bridge and name.
+    pub host_veth: Option<String>,
+}
+
+impl Request {
+    /// What `ebridge endpoint add` asks for; bad input is refused here.
+    fn from_args(args: &EndpointAddArgs) -> Result<Self> {
+        settings::endpoint_name(&args.name)?;
+        settings::interface_name("interface", &args.ifname)?;
+        Ok(Self {
+            name: args.name.clone(),
+            netns: args.netns.as_ref().map(PathBuf::from),
+            ip: args
+                .ip
+                .as_deref()
+                .map(|text| settings::ipv4("address", text))
+                .transpose()?,
+            mac: args.mac.as_deref().map(ipam::parse_mac).transpose()?,
+            ifname: args.ifname.clone(),
+            publish: args
+                .publish
+                .iter()
+                .map(|s| crate::publish::parse(s))
+                .collect::<Result<_>>()?,
+            check_listeners: true,
+            container_id: None,
+            host_veth: None,
+        })
+    }
+}
+
+/// What was made, for the caller to report.
+pub struct Attached {
+    pub record: EndpointRecord,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+}
+
 /// Everything decided before anything is made.
 struct Plan {
     record: EndpointRecord,
@@ -37,47 +93,61 @@ struct Plan {
 }
 
 pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
-    settings::endpoint_name(&args.name)?;
-    settings::interface_name("interface", &args.ifname)?;
+    let req = Request::from_args(&args)?;
     let (mut maps, nl) = open_live_bridge(bridge).await?;
     let _lock = state::lock(bridge)?;
     let mut st = state::load(bridge)?;
-    let cfg = maps.read_config()?;
-    let plan = plan(bridge, &args, &st, &maps, &cfg, &nl).await?;
-
-    let created_netns = plan.record.created_netns;
-    if created_netns {
-        netns::create(&args.name).await?;
-    }
-    match make(bridge, &plan, &cfg, &mut maps, &nl).await {
-        Ok(()) => {}
-        Err(e) => {
-            if created_netns {
-                let _ = netns::delete(&args.name).await;
-            }
-            return Err(e);
-        }
-    }
-    let r = &plan.record;
+    let made = attach(bridge, req, &mut st, &mut maps, &nl).await?;
+    let r = &made.record;
     println!(
         "endpoint {} netns {} veth {} ip {}/{} mac {}",
         r.name,
         r.netns.display(),
         r.host_veth,
         r.ipv4,
-        plan.prefix_len,
+        made.prefix_len,
         r.mac
     );
-    for spec in &plan.publish {
+    for spec in &r.publish {
         println!("  published {spec}");
     }
-    st.endpoints.push(plan.record);
     state::save(bridge, &st)
+}
+
+/// Attaches an endpoint as `req` asks and records it in `st` (which the
+/// caller saves). The caller holds the bridge's lock. On failure nothing
+/// is left of it.
+pub async fn attach(
+    bridge: &str,
+    req: Request,
+    st: &mut state::BridgeState,
+    maps: &mut DatapathMaps,
+    nl: &Netlink,
+) -> Result<Attached> {
+    let cfg = maps.read_config()?;
+    let plan = plan(bridge, &req, st, maps, &cfg, nl).await?;
+    let created_netns = plan.record.created_netns;
+    if created_netns {
+        netns::create(&req.name).await?;
+    }
+    if let Err(e) = make(bridge, &plan, &cfg, maps, nl).await {
+        if created_netns {
+            let _ = netns::delete(&req.name).await;
+        }
+        return Err(e);
+    }
+    st.endpoints.push(plan.record.clone());
+    Ok(Attached {
+        record: plan.record,
+        prefix_len: plan.prefix_len,
+        gateway: plan.gateway,
+        mtu: cfg.mtu,
+    })
 }
 
 async fn plan(
     bridge: &str,
-    args: &EndpointAddArgs,
+    args: &Request,
     st: &state::BridgeState,
     maps: &DatapathMaps,
     cfg: &BridgeConfig,
@@ -91,9 +161,8 @@ async fn plan(
     }
     let (netns_path, created_netns) = match &args.netns {
         Some(path) => {
-            let path = PathBuf::from(path);
-            netns::check_netns_arg(&path)?;
-            (path, false)
+            netns::check_netns_arg(path)?;
+            (path.clone(), false)
         }
         None => {
             let path = netns::named_path(&args.name);
@@ -132,9 +201,8 @@ async fn plan(
     for key in maps.endpoint_by_ip.keys() {
         taken.insert(Ipv4Addr::from(key?));
     }
-    let ipv4 = match &args.ip {
-        Some(text) => {
-            let addr = settings::ipv4("address", text)?;
+    let ipv4 = match args.ip {
+        Some(addr) => {
             ipam::check_requested(addr, subnet, gateway, &taken)?;
             addr
         }
@@ -144,10 +212,7 @@ async fn plan(
             ))
         })?,
     };
-    let mac = match &args.mac {
-        Some(text) => ipam::parse_mac(text)?,
-        None => ipam::mac_for_ip(ipv4),
-    };
+    let mac = args.mac.unwrap_or_else(|| ipam::mac_for_ip(ipv4));
     // Endpoints' own MACs, plus whatever the FDB knows (bridge, host veths).
     let mut macs_in_use = HashSet::new();
     for entry in maps.endpoints.iter() {
@@ -162,8 +227,11 @@ async fn plan(
             ipam::format_mac(&mac)
         )));
     }
-    let publish = super::publish::validate(&args.publish, st)?;
-    let host_veth = free_veth_name(bridge, &args.name, nl).await?;
+    let publish = super::publish::validate(&args.publish, st, args.check_listeners)?;
+    let host_veth = match &args.host_veth {
+        Some(name) => name.clone(),
+        None => free_veth_name(bridge, &args.name, nl).await?,
+    };
     Ok(Plan {
         record: EndpointRecord {
             name: args.name.clone(),
@@ -174,6 +242,7 @@ async fn plan(
             ipv4,
             mac: ipam::format_mac(&mac),
             publish: publish.iter().map(|p| p.canonical()).collect(),
+            container_id: args.container_id.clone(),
         },
         publish,
         mac,
@@ -385,6 +454,39 @@ pub async fn remove_endpoint(
     Ok(())
 }
 
+/// Removes an endpoint no record names any more (the state was lost, or
+/// the attach that made it never got to record it), found by its host
+/// veth: its published ports, flows, map entries, link pin and the veth.
+/// Returns whether there was one.
+pub async fn remove_unrecorded(
+    bridge: &str,
+    host_veth: &str,
+    maps: &mut DatapathMaps,
+    nl: &Netlink,
+) -> Result<bool> {
+    let Some(link) = nl.link_by_name(host_veth).await? else {
+        return Ok(false);
+    };
+    if let Ok(ep) = maps.endpoints.get(&link.index, 0) {
+        let mut ports = Vec::new();
+        for item in maps.publish.iter() {
+            let (key, target) = item?;
+            if target.ifindex == link.index {
+                ports.push(key);
+            }
+        }
+        for key in &ports {
+            crate::maps::removed_or_absent(maps.publish.remove(key))?;
+        }
+        let ip = Ipv4Addr::from(ep.ipv4);
+        crate::nat::forget_endpoint(maps, ip)?;
+        forget(maps, link.index, ip, ep.mac)?;
+    }
+    datapath::detach_endpoint(bridge, host_veth)?;
+    nl.delete_link(link.index).await?;
+    Ok(true)
+}
+
 pub async fn ls(bridge: &str, json: bool) -> Result<()> {
     let (maps, _nl) = open_live_bridge(bridge).await?;
     let st = state::load(bridge)?;
@@ -394,12 +496,17 @@ pub async fn ls(bridge: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<12} {:<18} MAC",
-        "NAME", "NETNS", "VETH", "IP"
+        "{:<20} {:<24} {:<15} {:<18} {:<17} CONTAINER",
+        "NAME", "NETNS", "VETH", "IP", "MAC"
     );
     for e in &st.endpoints {
+        // Shortened like `docker ps`; the full ID is in --json.
+        let container = e
+            .container_id
+            .as_deref()
+            .map_or("-", |id| &id[..id.len().min(12)]);
         println!(
-            "{:<20} {:<24} {:<12} {:<18} {}",
+            "{:<20} {:<24} {:<15} {:<18} {:<17} {container}",
             e.name,
             e.netns.display(),
             e.host_veth,

@@ -1,14 +1,14 @@
-mod agent;
-mod down;
-mod endpoint;
-mod publish;
-mod show;
-mod up;
+pub(crate) mod agent;
+pub(crate) mod down;
+pub(crate) mod endpoint;
+pub(crate) mod publish;
+pub(crate) mod show;
+pub(crate) mod up;
 
 use anyhow::Result;
 
 use crate::{
-    cli::{Cli, Command, EndpointCommand, PublishCommand},
+    cli::{Cli, CniCommand, Command, EndpointCommand, PublishCommand},
     error::{require_root, usage},
     maps::{self, DatapathMaps},
     netlink::Netlink,
@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Show { what, bridge } => show::run(&bridge.bridge, what).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Cni { command } => match command {
+            CniCommand::Install(args) => crate::cni::install::run(&args),
+        },
         Command::Publish { command, bridge } => match command {
             PublishCommand::Add { name, spec } => publish::add(&bridge.bridge, &name, &spec).await,
             PublishCommand::Rm { name, spec } => publish::rm(&bridge.bridge, &name, &spec).await,

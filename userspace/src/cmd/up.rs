@@ -17,6 +17,47 @@ use crate::{
     netns, pins, settings, state, xdp,
 };
 
+/// The datapath settings a caller asked for; `None` (or `false` for the
+/// flags) where it said nothing. `ebridge up`'s flags and a CNI network
+/// config both come down to this.
+#[derive(Clone, Debug, Default)]
+pub struct Requested {
+    pub bridge: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub uplink: Option<String>,
+    pub mtu: Option<u32>,
+    pub fdb_ageing: Option<u64>,
+    pub icc: Option<bool>,
+    pub masquerade: Option<bool>,
+    pub nat_ports: Option<String>,
+    pub nat_entries: Option<u32>,
+    pub xdp: Option<XdpMode>,
+}
+
+impl From<&UpArgs> for Requested {
+    fn from(args: &UpArgs) -> Self {
+        Self {
+            bridge: args.bridge.bridge.clone(),
+            subnet: args.subnet.clone(),
+            gateway: args.gateway.clone(),
+            uplink: args.uplink.clone(),
+            mtu: args.mtu,
+            fdb_ageing: args.fdb_ageing,
+            icc: args.no_icc.then_some(false),
+            masquerade: args.no_masquerade.then_some(false),
+            nat_ports: args.nat_ports.clone(),
+            nat_entries: args.nat_entries,
+            xdp: args.xdp,
+        }
+    }
+}
+
+/// What `ensure` found or made, for the caller to report.
+pub struct UpSummary {
+    pub lines: Vec<String>,
+}
+
 /// The effective settings of one `up`.
 struct Plan {
     bridge: String,
@@ -33,8 +74,8 @@ struct Plan {
     xdp: XdpMode,
 }
 
-fn plan(args: &UpArgs) -> Result<Plan> {
-    let bridge = args.bridge.bridge.clone();
+fn plan(args: &Requested) -> Result<Plan> {
+    let bridge = args.bridge.clone();
     settings::interface_name("bridge", &bridge)?;
     let subnet = settings::subnet(args.subnet.as_deref().unwrap_or(settings::DEFAULT_SUBNET))?;
     let gateway = settings::gateway(args.gateway.as_deref(), subnet)?;
@@ -58,8 +99,8 @@ fn plan(args: &UpArgs) -> Result<Plan> {
         gateway,
         mtu,
         fdb_ageing_secs,
-        icc: !args.no_icc,
-        masquerade: !args.no_masquerade,
+        icc: args.icc.unwrap_or(true),
+        masquerade: args.masquerade.unwrap_or(true),
         nat_ports,
         nat_ports_given: args.nat_ports.is_some(),
         nat_entries,
@@ -68,19 +109,37 @@ fn plan(args: &UpArgs) -> Result<Plan> {
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
-    let plan = plan(&args)?;
+    let req = Requested::from(&args);
     let nl = Netlink::connect()?;
+    let _lock = lock(&nl, &req.bridge).await?;
+    let summary = ensure(&nl, &req).await?;
+    for line in summary.lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The bridge's lock, for a caller that will `ensure` it; refuses first a
+/// bridge whose pins are gone (its state must stay as it is for `down`).
+pub async fn lock(nl: &Netlink, bridge: &str) -> Result<state::StateLock> {
+    settings::interface_name("bridge", bridge)?;
     pins::ensure_bpffs()?;
-    let bridge = &plan.bridge;
-    // Before the lock: its state must stay as it is for `down`.
-    if !maps::is_pinned(bridge) && super::down::stale_bridge(&nl, bridge).await?.is_some() {
+    if !maps::is_pinned(bridge) && super::down::stale_bridge(nl, bridge).await?.is_some() {
         return Err(usage(format!(
             "bridge {bridge} was made by ebridge but its datapath pins under {} are gone (a bpffs that was unmounted, e.g. with a private mount namespace?); run 'ebridge down --bridge {bridge}' to remove what is left, then 'up' again",
             pins::bridge_dir(bridge).display()
         )));
     }
+    state::lock(bridge)
+}
 
-    let _lock = state::lock(bridge)?;
+/// Brings the datapath up as `req` says, or checks that the live one has
+/// the settings `req` names (an error naming every difference if not).
+/// The caller holds the bridge's lock (`lock`). Prints nothing: a CNI
+/// plugin's stdout is its result.
+pub async fn ensure(nl: &Netlink, req: &Requested) -> Result<UpSummary> {
+    let plan = plan(req)?;
+    let bridge = &plan.bridge;
     if maps::is_pinned(bridge) {
         let maps = DatapathMaps::open(bridge)?;
         let cfg = maps.read_config()?;
@@ -91,7 +150,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }
         match nl.link_by_index(cfg.bridge_ifindex).await? {
             Some(link) if link.name == *bridge => {
-                return already_up(&nl, &args, &plan, &cfg).await;
+                return already_up(nl, req, &plan, &cfg).await;
             }
             // The pins outlived their bridge (e.g. it was deleted by hand):
             // start over.
@@ -101,7 +160,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }
     }
 
-    let made = create(&nl, &args, &plan).await;
+    let made = create(nl, req, &plan).await;
     if made.is_err() {
         let _ = state::remove(bridge);
     }
@@ -109,7 +168,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
 }
 
 /// Refuses input that cannot be used, before anything is made.
-async fn check_environment(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<(Link, Ipv4Addr)> {
+async fn check_environment(
+    nl: &Netlink,
+    args: &Requested,
+    plan: &Plan,
+) -> Result<(Link, Ipv4Addr)> {
     let bridge = &plan.bridge;
     if nl.link_by_name(bridge).await?.is_some() {
         return Err(usage(format!(
@@ -179,7 +242,7 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
+async fn create(nl: &Netlink, args: &Requested, plan: &Plan) -> Result<UpSummary> {
     let (uplink, uplink_ip) = check_environment(nl, args, plan).await?;
     let bridge = nl
         .create_bridge(&plan.bridge, ipam::mac_for_ip(plan.gateway), plan.mtu)
@@ -190,7 +253,7 @@ async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
         return Err(e);
     }
     state::save(&plan.bridge, &state::BridgeState::default())?;
-    println!(
+    let mut lines = vec![format!(
         "bridge {} up: subnet {} gateway {} uplink {} mtu {} icc {}",
         plan.bridge,
         plan.subnet,
@@ -198,21 +261,21 @@ async fn create(nl: &Netlink, args: &UpArgs, plan: &Plan) -> Result<()> {
         uplink.name,
         plan.mtu,
         if plan.icc { "on" } else { "off" }
-    );
+    )];
     if plan.masquerade {
-        println!(
+        lines.push(format!(
             "masquerade behind {uplink_ip} ports {}-{}, NAT table {} entries",
             plan.nat_ports.0, plan.nat_ports.1, plan.nat_entries
-        );
+        ));
     }
     if plan.xdp != XdpMode::Off {
-        println!(
+        lines.push(format!(
             "reverse NAT in XDP on {} ({} mode)",
             uplink.name,
             xdp::label(plan.xdp)
-        );
+        ));
     }
-    Ok(())
+    Ok(UpSummary { lines })
 }
 
 async fn bring_up_datapath(
@@ -290,7 +353,12 @@ fn enable_forwarding(bridge: &str) -> Result<()> {
 
 /// `up` on a live bridge: nothing changes; settings the user gave that
 /// differ from the live ones are reported as an error.
-async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig) -> Result<()> {
+async fn already_up(
+    nl: &Netlink,
+    args: &Requested,
+    plan: &Plan,
+    cfg: &BridgeConfig,
+) -> Result<UpSummary> {
     let live_subnet = Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
     let live_gateway = Ipv4Addr::from(cfg.gateway_ipv4);
     let live_uplink = nl
@@ -321,11 +389,21 @@ async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig
             plan.fdb_ageing_secs
         ));
     }
-    if args.no_icc && live_icc {
-        diffs.push("icc on (asked --no-icc)".to_string());
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    if args.icc.is_some_and(|icc| icc != live_icc) {
+        diffs.push(format!(
+            "icc {} (asked {})",
+            on_off(live_icc),
+            on_off(plan.icc)
+        ));
     }
-    if args.no_masquerade && cfg.flags & CONFIG_F_MASQUERADE != 0 {
-        diffs.push("masquerade on (asked --no-masquerade)".to_string());
+    let live_masquerade = cfg.flags & CONFIG_F_MASQUERADE != 0;
+    if args.masquerade.is_some_and(|m| m != live_masquerade) {
+        diffs.push(format!(
+            "masquerade {} (asked {})",
+            on_off(live_masquerade),
+            on_off(plan.masquerade)
+        ));
     }
     if args.nat_ports.is_some() && plan.nat_ports != (cfg.nat_port_min, cfg.nat_port_max) {
         diffs.push(format!(
@@ -355,6 +433,10 @@ async fn already_up(nl: &Netlink, args: &UpArgs, plan: &Plan, cfg: &BridgeConfig
             plan.bridge
         )));
     }
-    println!("bridge {} is already up: subnet {live_subnet} gateway {live_gateway} uplink {live_uplink}; nothing changed", plan.bridge);
-    Ok(())
+    Ok(UpSummary {
+        lines: vec![format!(
+            "bridge {} is already up: subnet {live_subnet} gateway {live_gateway} uplink {live_uplink}; nothing changed",
+            plan.bridge
+        )],
+    })
 }

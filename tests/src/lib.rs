@@ -1,4 +1,5 @@
 //! Test fixtures: network namespaces made per test and always removed, and
 //! a handle to run the `ebridge` binary inside them.
+pub mod cni;
 pub mod lab;
 pub mod procs;

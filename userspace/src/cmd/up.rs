@@ -119,18 +119,21 @@ pub async fn run(args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// The bridge's lock, for a caller that will `ensure` it; refuses first a
-/// bridge whose pins are gone (its state must stay as it is for `down`).
+/// The bridge's lock, for a caller that will `ensure` it; refuses a bridge
+/// whose pins are gone (its state stays as it is for `down`).
 pub async fn lock(nl: &Netlink, bridge: &str) -> Result<state::StateLock> {
     settings::interface_name("bridge", bridge)?;
     pins::ensure_bpffs()?;
+    // Under the lock: another `up` may be between making the bridge and
+    // pinning its maps.
+    let lock = state::lock(bridge)?;
     if !maps::is_pinned(bridge) && super::down::stale_bridge(nl, bridge).await?.is_some() {
         return Err(usage(format!(
             "bridge {bridge} was made by ebridge but its datapath pins under {} are gone (a bpffs that was unmounted, e.g. with a private mount namespace?); run 'ebridge down --bridge {bridge}' to remove what is left, then 'up' again",
             pins::bridge_dir(bridge).display()
         )));
     }
-    state::lock(bridge)
+    Ok(lock)
 }
 
 /// Brings the datapath up as `req` says, or checks that the live one has

@@ -214,7 +214,7 @@ exec sleep infinity
                 toml_str(&self.socket()),
             ),
         );
-        for sub in ["fifo", "runc", "out"] {
+        for sub in ["fifo", "runc", "out", "tmp"] {
             fs::create_dir_all(d.join(sub)).expect("containerd dirs");
         }
         let log = fs::File::create(d.join("containerd.log")).expect("containerd log");
@@ -224,6 +224,9 @@ exec sleep infinity
             .arg("containerd")
             .arg("--config")
             .arg(d.join("config.toml"))
+            // The daemon mounts snapshots under $TMPDIR to read a rootfs
+            // and its shims write runc's exec specs there: /tmp otherwise.
+            .env("TMPDIR", d.join("tmp"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -309,7 +312,8 @@ exec sleep infinity
         cmd.arg("--address")
             .arg(self.socket())
             .args(["-n", &self.id])
-            .args(args);
+            .args(args)
+            .env("TMPDIR", self.dir.join("tmp"));
         cmd
     }
 
@@ -331,6 +335,8 @@ exec sleep infinity
             .arg("--address")
             .arg(self.socket())
             .args(["-n", &self.id, "run", "--cni"])
+            // ctr mounts the image under $TMPDIR to look users up.
+            .env("TMPDIR", self.dir.join("tmp"))
             .arg("--fifo-dir")
             .arg(self.dir.join("fifo"))
             .arg("--runc-root")

@@ -843,11 +843,16 @@ impl<'a> Podman<'a> {
     fn load_image(&self) {
         let archive = busybox_archive();
         // Any image copy writes containers/image's blob-info cache to
-        // /var/lib/containers/cache (no setting moves it in podman 4.3):
-        // the load gets a private /var/lib that vanishes with it.
+        // /var/lib/containers/cache, and `load` unpacks the archive into
+        // /var/tmp whatever TMPDIR and image_copy_tmp_dir say (podman
+        // 4.3): the load gets a private /var/lib and /var/tmp that vanish
+        // with it.
         let mut cmd = self.base_command();
         cmd.args(["unshare", "-m", "sh", "-ec"])
-            .arg("mount -t tmpfs ebridge-test /var/lib && exec podman load -q -i \"$0\"")
+            .arg(
+                "mount -t tmpfs ebridge-test /var/lib && mount -t tmpfs ebridge-test /var/tmp \
+                 && exec podman load -q -i \"$0\"",
+            )
             .arg(&archive);
         let out = output_within(cmd, COMMAND_LIMIT, &self.dir);
         expect_ok("podman load", out);

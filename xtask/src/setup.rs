@@ -18,6 +18,7 @@ const APT_PACKAGES: &[&str] = &[
     "netcat-openbsd",
     "socat",
     "iputils-ping",
+    "curl",
     "traceroute",
     "sockperf",
     // Connection churn (the nat benchmark, e2e_churn): the HTTP server

@@ -29,7 +29,9 @@
 //! cgroups `/sys/fs/cgroup/*/<ns>`, and (the last fixture out, if the
 //! tests made it) the shim socket dir `/run/containerd/s`.
 use std::{
+    collections::BTreeSet,
     fs,
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
@@ -73,6 +75,8 @@ pub struct Containerd<'a> {
     daemon: Option<Child>,
     mnt_ns: Option<String>,
     procs: Mutex<Vec<ProcId>>,
+    /// Every container id this fixture ran, for their shim sockets.
+    ids: Mutex<BTreeSet<String>>,
     execs: AtomicU32,
     host_dirs: Option<HostDirs>,
     closed: bool,
@@ -119,6 +123,7 @@ impl<'a> Containerd<'a> {
             daemon: None,
             mnt_ns: None,
             procs: Mutex::default(),
+            ids: Mutex::default(),
             execs: AtomicU32::new(0),
             host_dirs: Some(host_dirs),
             closed: false,
@@ -255,6 +260,27 @@ exec sleep infinity
         }
     }
 
+    fn note_id(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
+    }
+
+    /// The shim sockets of this fixture's containers. containerd 1.6 puts
+    /// them in `/run/containerd/s/` whatever its config says, named
+    /// sha256("<address>/<namespace>/<id>"); a shim removes its own when
+    /// it exits, but not when it is killed.
+    fn shim_sockets(&self) -> Vec<PathBuf> {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        ids.iter()
+            .filter_map(|id| {
+                let key = format!("{}/{}/{id}", self.socket().display(), self.id);
+                sha256_hex(key.as_bytes()).map(|h| Path::new("/run/containerd/s").join(h))
+            })
+            .collect()
+    }
+
     fn holder_ns_path(&self) -> String {
         let pid = self.holder.as_ref().expect("holder").id();
         format!("/proc/{pid}/ns/mnt")
@@ -354,6 +380,7 @@ exec sleep infinity
 
     /// [`Containerd::run`] with more `ctr run` flags (`--env K=V`, ...).
     pub fn run_with(&self, id: &str, flags: &[&str], cmd: &[&str]) -> CtrRun<'_, 'a> {
+        self.note_id(id);
         let mut args = vec!["--rm"];
         args.extend(flags);
         args.extend([IMAGE, id]);
@@ -384,6 +411,7 @@ exec sleep infinity
     /// `ctr run -d --cni IMAGE ID CMD...`: ADD, but never DEL (ctr does not
     /// stay to call it); the fixture removes the cached result on drop.
     pub fn run_detached(&self, id: &str, cmd: &[&str]) -> Output {
+        self.note_id(id);
         let mut args = vec!["-d", IMAGE, id];
         args.extend(cmd);
         output_within(self.run_command(&args), COMMAND_LIMIT, &self.dir)
@@ -469,6 +497,7 @@ exec sleep infinity
         };
         fp.paths.push(self.dir.clone());
         fp.paths.extend(cgroup_dirs(&self.id));
+        fp.paths.extend(self.shim_sockets());
         for (net, data_dirs) in networks_in(&self.conf_dir) {
             fp.prefixes
                 .push((CNI_RESULTS.into(), format!("{net}-{}-", self.id)));
@@ -513,6 +542,7 @@ exec sleep infinity
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
             for c in containers.split_whitespace() {
+                self.note_id(c);
                 let _ = self.try_ctr(&["container", "rm", c]);
             }
             let _ = self.try_ctr(&["image", "rm", IMAGE]);
@@ -528,6 +558,9 @@ exec sleep infinity
         let killed = end_processes(&marker, self.mnt_ns.as_deref(), Duration::from_secs(5));
         if !killed.is_empty() {
             eprintln!("containerd {}: killed {killed:?}", self.id);
+        }
+        for socket in self.shim_sockets() {
+            let _ = fs::remove_file(socket);
         }
         for (net, data_dirs) in networks_in(&self.conf_dir) {
             remove_cni_state(&format!("{net}-{}-", self.id), &data_dirs);
@@ -650,4 +683,18 @@ impl Drop for CtrRun<'_, '_> {
         }
         let _ = self.finish(Duration::from_secs(10));
     }
+}
+
+/// `sha256sum` of `data` in hex (this crate has no hash dependency).
+fn sha256_hex(data: &[u8]) -> Option<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(data).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace().next().map(str::to_string)
 }

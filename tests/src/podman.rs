@@ -377,6 +377,9 @@ pub(crate) fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
 
 /// Removes the cgroup `name` and the cgroups below it in every hierarchy,
 /// retrying for a while: a cgroup goes only once its last task has exited.
+/// Tasks still in it after the first try are killed: only this fixture's
+/// containers are put there, and one whose shim or conmon died (killed
+/// above, or crashed) would otherwise run on, orphaned.
 pub(crate) fn remove_cgroups(name: &str, grace: Duration) {
     let deadline = Instant::now() + grace;
     loop {
@@ -385,14 +388,21 @@ pub(crate) fn remove_cgroups(name: &str, grace: Duration) {
             if !dir.exists() {
                 continue;
             }
-            if let Ok(children) = fs::read_dir(&dir) {
-                for child in children.flatten() {
-                    if child.file_type().is_ok_and(|t| t.is_dir()) {
-                        let _ = fs::remove_dir(child.path());
-                    }
+            let children: Vec<PathBuf> = fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for child in &children {
+                if fs::remove_dir(child).is_err() && child.exists() {
+                    kill_tasks(child);
                 }
             }
             if fs::remove_dir(&dir).is_err() && dir.exists() {
+                kill_tasks(&dir);
                 left = true;
             }
         }
@@ -400,6 +410,16 @@ pub(crate) fn remove_cgroups(name: &str, grace: Duration) {
             return;
         }
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGKILLs every process in the cgroup `dir` (not below it).
+fn kill_tasks(dir: &Path) {
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // SAFETY: kill(2) of a process in a cgroup only this fixture's
+        // containers are put in.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
@@ -487,8 +507,10 @@ const HOST_DIRS: &[&str] = &[
 /// fixture to leave (of any process: a shared flock held for each
 /// fixture's life) removes the recorded ones that are empty. So a dir
 /// that existed before the tests is never removed, and none is removed
-/// while another fixture may be about to use it.
-pub(crate) struct HostDirs {
+/// while another fixture may be about to use it. Tests that have plugins
+/// write there without a fixture (calling a plugin directly) can hold one
+/// too.
+pub struct HostDirs {
     presence: File,
 }
 
@@ -497,16 +519,15 @@ fn flock(f: &File, op: i32) -> bool {
     unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
 }
 
-fn lock_file(name: &str) -> File {
+fn lock_file(name: &str) -> std::io::Result<File> {
     let root = temp_root();
-    fs::create_dir_all(&root).expect("temp root");
+    fs::create_dir_all(&root)?;
     OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(root.join(name))
-        .unwrap_or_else(|e| panic!("cannot open lock {name}: {e}"))
 }
 
 fn read_record(path: &Path) -> BTreeSet<String> {
@@ -528,10 +549,10 @@ fn write_record(path: &Path, made: &BTreeSet<String>) {
 }
 
 impl HostDirs {
-    pub(crate) fn enter() -> Self {
+    pub fn enter() -> Self {
         // The mutex orders entering against the last one leaving: nobody
         // registers between "I am the last" and the removal.
-        let mutex = lock_file("host-dirs.mutex");
+        let mutex = lock_file("host-dirs.mutex").expect("host-dirs.mutex");
         assert!(flock(&mutex, libc::LOCK_EX), "flock host-dirs.mutex");
         let record = temp_root().join("host-dirs-made");
         let mut made = read_record(&record);
@@ -541,7 +562,7 @@ impl HostDirs {
             }
         }
         write_record(&record, &made);
-        let presence = lock_file("host-dirs.presence");
+        let presence = lock_file("host-dirs.presence").expect("host-dirs.presence");
         assert!(flock(&presence, libc::LOCK_SH), "flock host-dirs.presence");
         drop(mutex);
         Self { presence }
@@ -551,7 +572,9 @@ impl HostDirs {
 impl Drop for HostDirs {
     fn drop(&mut self) {
         flock(&self.presence, libc::LOCK_UN);
-        let mutex = lock_file("host-dirs.mutex");
+        let Ok(mutex) = lock_file("host-dirs.mutex") else {
+            return;
+        };
         if !flock(&mutex, libc::LOCK_EX) {
             return;
         }

@@ -292,3 +292,81 @@ fn fixtures_clean_up_after_a_panic() {
     }
     drop_lab(lab);
 }
+
+/// A network with room for one container: the second ADD fails (as a
+/// plugin under test will, on purpose). podman leaves that container
+/// Created, ctr its task CREATED and the container despite --rm; the
+/// fixtures must remove both.
+#[test]
+fn fixtures_clean_up_after_a_failed_add() {
+    let lab = Lab::new();
+    let one_address = |name: &str, bridge: &str, subnet: &str, ip: &str| {
+        let mut conf = reference_bridge(name, bridge, subnet, false);
+        conf["plugins"][0]["ipam"]["ranges"][0][0]["rangeStart"] = json!(ip);
+        conf["plugins"][0]["ipam"]["ranges"][0][0]["rangeEnd"] = json!(ip);
+        conf
+    };
+    let pm = Podman::new(&lab);
+    let net = pm.add_network(&one_address(
+        &pm.name("one"),
+        "cni-pm0",
+        "10.89.4.0/24",
+        "10.89.4.10",
+    ));
+    pm.run_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        &net,
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    let out = pm.run(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        &net,
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    let states: Vec<(String, String)> = pm
+        .containers()
+        .into_iter()
+        .map(|c| (c.name, c.state))
+        .collect();
+    assert!(
+        states.contains(&("b".into(), "created".into())),
+        "{states:?}"
+    );
+
+    let ctd = Containerd::new(&lab);
+    ctd.add_network(&one_address(
+        &ctd.name("one"),
+        "cni-ctd0",
+        "10.90.4.0/24",
+        "10.90.4.10",
+    ));
+    let mut a = ctd.run("a", &["sleep", "300"]);
+    a.wait_running();
+    let out = ctd.run_wait("b", &["sleep", "300"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        ctd.containers().contains(&"b".to_string()),
+        "ctr removed the container of a failed ADD after all"
+    );
+    let footprints = [pm.footprint(), ctd.footprint()];
+    drop(a);
+    drop(ctd);
+    drop(pm);
+    for fp in &footprints {
+        fp.assert_gone();
+    }
+    drop_lab(lab);
+}

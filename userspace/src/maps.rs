@@ -25,6 +25,8 @@ pub struct DatapathMaps {
     pub publish: HashMap<MapData, PublishKey, PublishTarget>,
     pub node_addrs: HashMap<MapData, [u8; 4], u8>,
     pub nat_no_port: HashMap<MapData, NoPortKey, NoPortCount>,
+    /// The `nat` map again, for batch reads and deletes (`batch.rs`).
+    nat_raw: MapData,
 }
 
 fn open(bridge: &str, name: &str) -> Result<Map> {
@@ -48,7 +50,22 @@ impl DatapathMaps {
             publish: open(bridge, MAP_PUBLISH)?.try_into()?,
             node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
             nat_no_port: open(bridge, MAP_NAT_NO_PORT)?.try_into()?,
+            nat_raw: {
+                let path = pins::map_path(bridge, MAP_NAT);
+                MapData::from_pin(&path)
+                    .with_context(|| format!("cannot open pinned map {}", path.display()))?
+            },
         })
+    }
+
+    /// Every NAT table entry, read in batches.
+    pub fn nat_entries(&self) -> Result<Vec<(NatKey, NatEntry)>> {
+        crate::batch::lookup_all(&self.nat_raw).context("cannot read the nat map")
+    }
+
+    /// Deletes NAT entries in batches; ones already gone are fine.
+    pub fn nat_remove_all(&self, keys: &[NatKey]) -> Result<()> {
+        crate::batch::delete_all(&self.nat_raw, keys).context("cannot delete from the nat map")
     }
 
     pub fn read_config(&self) -> Result<BridgeConfig> {

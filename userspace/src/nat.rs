@@ -121,8 +121,7 @@ fn pairs(maps: &DatapathMaps) -> Result<Paired> {
     let mut originals = Vec::new();
     let mut replies = HashMap::new();
     let mut out = Vec::new();
-    for item in maps.nat.iter() {
-        let (key, entry) = item?;
+    for (key, entry) in maps.nat_entries()? {
         // A hairpin flow's back entry (target → gateway) pairs with the
         // client's entry like a reply does.
         let back = entry.flags & NAT_F_BACK != 0;
@@ -253,13 +252,14 @@ pub struct GcReport {
 /// entry is being inserted right now (the datapath inserts reply first).
 const ORPHAN_GRACE_NS: u64 = 2_000_000_000;
 
-/// Deletes flows idle longer than their timeout (reply entry first, so the
-/// port is never free while the original still points at it... and the
-/// datapath would recreate a half pair otherwise), and reply entries whose
-/// original is gone.
+/// Deletes flows idle longer than their timeout (both entries, in one
+/// batch) and entries whose partner has been gone for a while. A packet of
+/// an expiring flow that slips in between finds half a pair: a new
+/// original entry claims a fresh port, as after any expiry.
 pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<GcReport> {
     let (pairs, orphans) = pairs(maps)?;
     let mut report = GcReport::default();
+    let mut doomed = Vec::new();
     for p in pairs {
         let (key, entry) = p.original;
         let last = p.reply.as_ref().map_or(entry.last_seen_ns, |(_, r)| {
@@ -268,9 +268,9 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
         let (state, flags) = flow_state(&entry, p.reply.as_ref().map(|(_, r)| r));
         let timeout = timeouts.for_flow(key.proto, state, flags);
         if now_ns.saturating_sub(last) > timeout.as_nanos() as u64 {
-            let _ = maps.nat.remove(&key);
+            doomed.push(key);
             if let Some((rkey, _)) = p.reply {
-                let _ = maps.nat.remove(&rkey);
+                doomed.push(rkey);
             }
             report.expired += 1;
         } else {
@@ -279,10 +279,11 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
     }
     for (key, entry) in orphans {
         if now_ns.saturating_sub(entry.created_ns) > ORPHAN_GRACE_NS {
-            let _ = maps.nat.remove(&key);
+            doomed.push(key);
             report.orphans += 1;
         }
     }
+    maps.nat_remove_all(&doomed)?;
     Ok(report)
 }
 
@@ -290,16 +291,13 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
 /// (its endpoint is going): masqueraded, inbound and hairpin flows alike.
 pub fn forget_endpoint(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
     let addr = addr.octets();
-    let mut doomed = Vec::new();
-    for item in maps.nat.iter() {
-        let (key, entry) = item?;
-        if [key.saddr, key.daddr, entry.addr, entry.daddr].contains(&addr) {
-            doomed.push(key);
-        }
-    }
-    for key in &doomed {
-        let _ = maps.nat.remove(key);
-    }
+    let doomed: Vec<NatKey> = maps
+        .nat_entries()?
+        .into_iter()
+        .filter(|(key, entry)| [key.saddr, key.daddr, entry.addr, entry.daddr].contains(&addr))
+        .map(|(key, _)| key)
+        .collect();
+    maps.nat_remove_all(&doomed)?;
     Ok(doomed.len())
 }
 

@@ -110,6 +110,8 @@ fn plan(args: &Requested) -> Result<Plan> {
 
 pub async fn run(args: UpArgs) -> Result<()> {
     let req = Requested::from(&args);
+    // Bad values are refused before the lock makes the state directory.
+    plan(&req)?;
     let nl = Netlink::connect()?;
     let _lock = lock(&nl, &req.bridge).await?;
     let summary = ensure(&nl, &req).await?;

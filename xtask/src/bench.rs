@@ -1,13 +1,15 @@
-//! `cargo xtask bench`: three scenarios (scenario.rs), each comparing
-//! ebridge with Docker's iptables datapath and a bare veth pair, built in
-//! network namespaces, measured in one run with the setups interleaved,
-//! reported as medians, spreads and ratios against the targets, with a
-//! table on stdout and JSON in target/bench/.
+//! `cargo xtask bench`: four scenarios (scenario.rs), three comparing
+//! ebridge with Docker's iptables datapath and a bare veth pair, one
+//! comparing podman on ebridge's CNI plugin with podman on the reference
+//! CNI chain (cni.rs); built in network namespaces, measured in one run
+//! with the setups interleaved, reported as medians, spreads and ratios
+//! against the targets, with a table on stdout and JSON in target/bench/.
 mod agent;
 mod aim;
 mod bare;
 mod churn;
 mod churn_report;
+mod cni;
 mod cpu;
 mod ebridge_node;
 mod evidence;
@@ -53,7 +55,9 @@ enum Which {
     Nat,
     /// Outside host to a published container port.
     Publish,
-    /// All three, one after the other.
+    /// podman on ebridge's CNI plugin vs on the reference CNI chain.
+    Cni,
+    /// All four, one after the other.
     All,
 }
 
@@ -75,6 +79,9 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     require_root()?;
+    // The tests' fixtures (cni scenario) run `ebridge` from $EBRIDGE_BIN;
+    // set before any thread exists.
+    std::env::set_var("EBRIDGE_BIN", crate::util::ebridge_release_bin());
     signal::install();
     let reps = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
     let secs = args.secs.unwrap_or(if args.quick { 1 } else { 3 });
@@ -82,6 +89,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::C2c => vec![Scenario::C2c],
         Which::Nat => vec![Scenario::Nat],
         Which::Publish => vec![Scenario::Publish],
+        Which::Cni => vec![Scenario::Cni],
         Which::All => Scenario::ALL.to_vec(),
     };
     for tool in [
@@ -100,6 +108,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         sh("sh", &["-c", &format!("command -v {tool}")])
             .with_context(|| format!("{tool} is not installed; run cargo xtask setup"))?;
     }
+    if scenarios.contains(&Scenario::Cni) {
+        cni::check_tools()?;
+    }
     // The load generator is built optimised: its own cost per packet must
     // stay small next to the path's.
     cargo(&["build", "--release", "-p", "xtask", "--bin", "bench-load"])?;
@@ -109,6 +120,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cpus: cpu::two_cpus()?,
     };
     reap::reap_stale_runs();
+    cni::record::reap_dead();
     if !cpu::wait_for_quiet(DISTURBED_SHARE, Duration::ZERO)? {
         eprintln!(
             "bench: warning: other processes are using the CPU; disturbed samples will be measured again, which takes longer"
@@ -123,7 +135,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             } else {
                 0
             };
-            (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1) + churn
+            let lifecycle = if s == Scenario::Cni {
+                cni::lifecycle_secs(reps, args.quick)
+            } else {
+                0
+            };
+            (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1) + churn + lifecycle
         })
         .sum();
     let keys: Vec<&str> = scenarios.iter().map(|s| s.key()).collect();
@@ -136,7 +153,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let mut failed = Vec::new();
     for scenario in scenarios {
-        if let Err(e) = run_scenario(scenario, &ctx, reps, &run_id) {
+        if let Err(e) = run_scenario(scenario, &ctx, reps, &run_id, args.quick) {
             // Ctrl-C stops everything; another failure only its scenario.
             if signal::interrupted() {
                 return Err(
@@ -157,7 +174,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Result<()> {
+/// What measuring a scenario gave, every namespace it used already gone.
+pub struct Measured {
+    results: stats::Results,
+    runs: Vec<serde_json::Value>,
+    invalid: Vec<String>,
+    observations: serde_json::Value,
+    notes: serde_json::Map<String, serde_json::Value>,
+    extras: Vec<Extra>,
+    churn: Option<Vec<churn::Run>>,
+    /// The cni scenario's podman and plugin timings (cni/lifecycle_report.rs).
+    lifecycle: Option<cni::Lifecycle>,
+}
+
+fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str, quick: bool) -> Result<()> {
     let info_started = utc_stamp("%Y-%m-%dT%H:%M:%SZ")?;
     let file_stamp = utc_stamp("%Y%m%dT%H%M%SZ")?;
     println!(
@@ -166,32 +196,27 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
         scenario.title(),
         rounds::per_round(scenario)
     );
-    let mut topologies = Vec::new();
-    for &setup in scenario.setups() {
-        signal::check()?;
-        println!("building {}: {}", setup.key(), setup.describe(scenario));
-        topologies.push(Topology::build(scenario, setup, run_id)?);
-    }
-    let mut extras = one_off_costs(&topologies);
-    if scenario == Scenario::Publish {
-        println!("publishing 1,000 ports, {reps} times each way");
-        extras.extend(pubcost::measure(&mut topologies, reps)?);
-    }
-
     let started = Instant::now();
-    // First, on the tables as building left them, like the node of issue
-    // 7; the rounds then find what the churn left.
-    let churn = if scenario == Scenario::Nat {
-        println!(
-            "connection churn: {} runs of {} s per setup",
-            churn::RUNS,
-            churn::RUN_SECS
-        );
-        Some(churn::measure(&topologies, ctx)?)
+    let m = if scenario == Scenario::Cni {
+        cni::measure(ctx, reps, run_id, quick)?
     } else {
-        None
+        measure_built(scenario, ctx, reps, run_id)?
     };
-    let (results, runs, mut invalid) = rounds::measure_all(scenario, &topologies, ctx, reps)?;
+    println!(
+        "measured in {:.0} s; removed every namespace of {} {run_id}",
+        started.elapsed().as_secs_f64(),
+        scenario.key()
+    );
+    let Measured {
+        results,
+        runs,
+        mut invalid,
+        observations,
+        notes,
+        extras,
+        churn,
+        lifecycle,
+    } = m;
     if let Some(c) = &churn {
         invalid.extend(c.iter().flat_map(|r| {
             r.problems
@@ -199,16 +224,6 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
                 .map(move |p| format!("churn run {} {}: {p}", r.run, r.setup.key()))
         }));
     }
-    let observations = observe::observe(&topologies);
-    let notes = report::setup_notes(&topologies);
-    // Remove the namespaces before printing, so a failure to report still
-    // leaves a clean machine.
-    drop(topologies);
-    println!(
-        "measured in {:.0} s; removed every namespace of {} {run_id}",
-        started.elapsed().as_secs_f64(),
-        scenario.key()
-    );
 
     let disturbed = runs
         .iter()
@@ -231,9 +246,21 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
             .unwrap_or_default()
             .to_string(),
     };
+    if let Some(l) = &lifecycle {
+        l.print();
+    }
     report::print_table(scenario, &info, &results, &extras);
     if let Some(c) = &churn {
         churn_report::print(c);
+    }
+    if let Some(l) = &lifecycle {
+        l.print_total(
+            scenario
+                .targets()
+                .iter()
+                .filter(|t| t.check(&results).is_some_and(|v| v.met))
+                .count(),
+        );
     }
     let json = report::to_json(report::Report {
         scenario,
@@ -244,6 +271,7 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
         extras: &extras,
         notes,
         churn: churn.as_deref().map(churn_report::to_json),
+        lifecycle: lifecycle.as_ref().map(cni::Lifecycle::to_json),
         invalid: &invalid,
     });
     let path = report::write_json(scenario, &json, &file_stamp)?;
@@ -262,6 +290,50 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Resul
         );
     }
     Ok(())
+}
+
+/// Builds the scenario's setups in namespaces of the bench's own, measures
+/// them and removes them.
+fn measure_built(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str) -> Result<Measured> {
+    let mut topologies = Vec::new();
+    for &setup in scenario.setups() {
+        signal::check()?;
+        println!("building {}: {}", setup.key(), setup.describe(scenario));
+        topologies.push(Topology::build(scenario, setup, run_id)?);
+    }
+    let mut extras = one_off_costs(&topologies);
+    if scenario == Scenario::Publish {
+        println!("publishing 1,000 ports, {reps} times each way");
+        extras.extend(pubcost::measure(&mut topologies, reps)?);
+    }
+    // First, on the tables as building left them, like the node of issue
+    // 7; the rounds then find what the churn left.
+    let churn = if scenario == Scenario::Nat {
+        println!(
+            "connection churn: {} runs of {} s per setup",
+            churn::RUNS,
+            churn::RUN_SECS
+        );
+        Some(churn::measure(&topologies, ctx)?)
+    } else {
+        None
+    };
+    let (results, runs, invalid) = rounds::measure_all(scenario, &topologies, ctx, reps)?;
+    let observations = observe::observe(&topologies);
+    let notes = report::setup_notes(&topologies);
+    // Remove the namespaces before printing, so a failure to report still
+    // leaves a clean machine.
+    drop(topologies);
+    Ok(Measured {
+        results,
+        runs,
+        invalid,
+        observations,
+        notes,
+        extras,
+        churn,
+        lifecycle: None,
+    })
 }
 
 /// Costs measured once while building: filling the NAT table with a

@@ -74,9 +74,15 @@ pub fn stop_others<'a>(
     all: impl Iterator<Item = &'a Agent>,
     measured: Option<&Agent>,
 ) -> OthersStopped<'a> {
-    let stopped: Vec<&Agent> = all
-        .filter(|a| measured.is_none_or(|m| !std::ptr::eq(*a, m)))
-        .collect();
+    let mut stopped: Vec<&Agent> = Vec::new();
+    // Two setups can share a node, hence its agent: each is stopped once.
+    for a in all {
+        if measured.is_none_or(|m| !std::ptr::eq(a, m))
+            && !stopped.iter().any(|s| std::ptr::eq(*s, a))
+        {
+            stopped.push(a);
+        }
+    }
     for a in &stopped {
         a.signal(libc::SIGSTOP);
     }

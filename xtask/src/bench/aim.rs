@@ -68,18 +68,11 @@ impl Aim {
         }
     }
 
+    /// The addresses of a topology this bench builds; the cni scenario's
+    /// come from podman (`c2c`, `published`) once its containers run, and
+    /// get these fixed ones only as placeholders.
     pub fn new(scenario: Scenario, setup: Setup) -> Self {
-        match scenario {
-            Scenario::C2c => {
-                let same = |port| pair(SERVER_IP, port, SERVER_IP, port);
-                Aim {
-                    udp_rate: same(PORT_UDP_RATE),
-                    udp_rr: same(PORT_UDP_RR),
-                    tcp_crr: same(PORT_TCP_CRR),
-                    tcp_stream: same(PORT_IPERF),
-                }
-            }
-            // The server is outside.
+        match scenario.path(setup) {
             Scenario::Nat => {
                 let same = |port| pair(OUTSIDE_IP, port, OUTSIDE_IP, port);
                 Aim {
@@ -89,23 +82,34 @@ impl Aim {
                     tcp_stream: same(PORT_IPERF),
                 }
             }
-            // The server is in the container, reached through the node's
-            // published port (directly on the bare veth).
-            Scenario::Publish => {
-                let published = |port: u16| {
-                    if setup == Setup::BareVeth {
-                        pair(CONTAINER_IP, port, CONTAINER_IP, port)
-                    } else {
-                        pair(NODE_IP, port - PUBLISH_OFFSET, CONTAINER_IP, port)
-                    }
-                };
-                Aim {
-                    udp_rate: published(PORT_UDP_RATE),
-                    udp_rr: published(PORT_UDP_RR),
-                    tcp_crr: published(PORT_TCP_CRR),
-                    tcp_stream: published(PORT_IPERF),
-                }
-            }
+            // No node on the bare veth: the client reaches the container
+            // directly.
+            Scenario::Publish if setup == Setup::BareVeth => Self::c2c(CONTAINER_IP),
+            Scenario::Publish => Self::published(CONTAINER_IP),
+            _ => Self::c2c(SERVER_IP),
+        }
+    }
+
+    /// The server is the container at `server`, reached directly.
+    pub fn c2c(server: Ipv4Addr) -> Self {
+        let same = |port| pair(server, port, server, port);
+        Aim {
+            udp_rate: same(PORT_UDP_RATE),
+            udp_rr: same(PORT_UDP_RR),
+            tcp_crr: same(PORT_TCP_CRR),
+            tcp_stream: same(PORT_IPERF),
+        }
+    }
+
+    /// The server is the container at `container`, reached through the
+    /// node's published ports.
+    pub fn published(container: Ipv4Addr) -> Self {
+        let published = |port: u16| pair(NODE_IP, port - PUBLISH_OFFSET, container, port);
+        Aim {
+            udp_rate: published(PORT_UDP_RATE),
+            udp_rr: published(PORT_UDP_RR),
+            tcp_crr: published(PORT_TCP_CRR),
+            tcp_stream: published(PORT_IPERF),
         }
     }
 }

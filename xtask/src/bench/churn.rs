@@ -88,7 +88,7 @@ pub fn measure(topologies: &[Topology], ctx: &Ctx) -> Result<Vec<Run>> {
         echo.wait_for_line("ready", std::time::Duration::from_secs(5))?;
         servers.push((nginx, echo));
     }
-    let agents = || topologies.iter().filter_map(|o| o.agent.as_ref());
+    let agents = || topologies.iter().filter_map(|o| o.agent.as_deref());
     let mut runs = Vec::new();
     let mut order = both;
     for run in 0..=RUNS {
@@ -96,7 +96,7 @@ pub fn measure(topologies: &[Topology], ctx: &Ctx) -> Result<Vec<Run>> {
             let kinds: &[bool] = if run == 0 { &[false] } else { &[true, false] };
             for &churn in kinds {
                 signal::check()?;
-                let _others = agent::stop_others(agents(), t.agent.as_ref());
+                let _others = agent::stop_others(agents(), t.agent.as_deref());
                 let r = one_run(t, ctx, run, churn, http, echo_at)?;
                 print_run(&r);
                 runs.push(r);
@@ -122,7 +122,7 @@ fn one_run(
     let node = t.node_ns.as_deref().context("churn setup without a node")?;
     let counters_before = evidence::snapshot(t)?;
     let ct_before = linux_bridge::conntrack_stats(t);
-    let agent_before = t.agent.as_ref().map(|a| a.cpu_secs());
+    let agent_before = t.agent.as_deref().map(|a| a.cpu_secs());
     let cpu_before = cpu::snapshot()?;
     let started = Instant::now();
     let load = if churn {

@@ -62,6 +62,7 @@ pub fn build(t: &mut Topology) -> Result<()> {
             endpoint(t, &node, &c1, CONTAINER_IP, &[])?;
         }
         Scenario::Publish => publish_endpoints(t, &node)?,
+        Scenario::Cni => anyhow::bail!("podman makes the cni scenario's endpoints"),
     }
     if t.setup == Setup::EbridgeFullNat {
         let filled = natmap::fill(&bridge, FILL_FLOWS)?;
@@ -81,7 +82,7 @@ pub fn build(t: &mut Topology) -> Result<()> {
     }
     t.notes
         .insert("map_memory".into(), mapmem::of_bridge(&bridge).into());
-    t.agent = Some(Agent::start(&node, &bridge)?);
+    t.agent = Some(std::rc::Rc::new(Agent::start(&node, &bridge)?));
     Ok(())
 }
 

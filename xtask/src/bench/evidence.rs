@@ -14,6 +14,10 @@
 //!   connection test the MASQUERADE (nat) or the measured port's DNAT rule
 //!   (publish) >= connections: each one was a new conntrack entry that
 //!   took the NAT decision;
+//! - podman on the reference CNI chain (cni.rs): the server container's
+//!   host veth transmitted at least that many packets (the Linux bridge
+//!   forwarded them), and for the connection test the chain's rule that
+//!   sees each new flow >= connections (cni/chain_evidence.rs);
 //! - the bare veth and bridge-nf-off have no counter to read.
 use std::collections::BTreeMap;
 
@@ -47,6 +51,9 @@ impl Counters {
 
 /// The counters of a setup now (empty for setups that have none).
 pub fn snapshot(t: &Topology) -> Result<Counters> {
+    if let Some(chain) = &t.chain {
+        return Ok(Counters(chain.snapshot()?));
+    }
     if t.ebridge_bridge.is_some() {
         let stats = ebridge_node::stats(t).context("cannot read ebridge show stats --json")?;
         let mut c = BTreeMap::new();
@@ -71,7 +78,7 @@ pub fn snapshot(t: &Topology) -> Result<Counters> {
 }
 
 /// `iptables-save -c` lines `[P:B] -A CHAIN SPEC` as "table -A CHAIN SPEC".
-fn parse_save(text: &str) -> BTreeMap<String, (u64, u64)> {
+pub fn parse_save(text: &str) -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     let mut table = "";
     for line in text.lines() {
@@ -125,7 +132,7 @@ pub fn ebridge_forward_reasons(scenario: Scenario) -> &'static [&'static str] {
     match scenario {
         Scenario::C2c => &["redirect-peer"],
         Scenario::Nat => &["snat-out"],
-        Scenario::Publish => &["dnat-in", "revnat-in", "xdp-revnat-in"],
+        Scenario::Publish | Scenario::Cni => &["dnat-in", "revnat-in", "xdp-revnat-in"],
     }
 }
 
@@ -135,8 +142,19 @@ fn needs(t: &Topology, new_flows: bool, packets: u64, bytes: Option<u64>) -> Vec
         packets,
         bytes,
     };
+    if let Some(chain) = &t.chain {
+        let mut out = vec![need(vec![chain.per_packet().to_string()], packets)];
+        if let Some(rule) = chain.new_flow_rule().filter(|_| new_flows) {
+            out.push(Need {
+                counters: vec![rule.to_string()],
+                packets,
+                bytes: None,
+            });
+        }
+        return out;
+    }
     if t.ebridge_bridge.is_some() {
-        let names = ebridge_forward_reasons(t.scenario)
+        let names = ebridge_forward_reasons(t.scenario.path(t.setup))
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -150,7 +168,7 @@ fn needs(t: &Topology, new_flows: bool, packets: u64, bytes: Option<u64>) -> Vec
         let rule = match t.scenario {
             Scenario::Nat => Some(masquerade_rule()),
             Scenario::Publish => Some(measured_dnat_rule()),
-            Scenario::C2c => None,
+            Scenario::C2c | Scenario::Cni => None,
         };
         if let Some(rule) = rule {
             out.push(Need {

@@ -8,7 +8,21 @@ pub fn observe(topologies: &[Topology]) -> Value {
     let mut obs = Map::new();
     for t in topologies {
         let key = t.setup.key();
-        if t.setup.is_docker() {
+        if t.chain.is_some() {
+            let count = linux_bridge::conntrack_count(t);
+            println!(
+                "{key}: {} conntrack entries in the node namespace",
+                count.map_or("?".into(), |c| c.to_string())
+            );
+            obs.insert(
+                key.into(),
+                json!({
+                    "nf_conntrack_count": count,
+                    "iptables_nat_postrouting": linux_bridge::counters(t, "nat", "POSTROUTING"),
+                    "iptables_nat_hostport_dnat": linux_bridge::counters(t, "nat", "CNI-HOSTPORT-DNAT"),
+                }),
+            );
+        } else if t.setup.is_docker() {
             let count = linux_bridge::conntrack_count(t);
             println!(
                 "{key}: {} conntrack entries in the node namespace",
@@ -56,13 +70,13 @@ pub fn observe(topologies: &[Topology]) -> Value {
                     shown.join(", ")
                 );
             }
-            let agent_log = t.agent.as_ref().map(|a| a.log());
+            let agent_log = t.agent.as_deref().map(|a| a.log());
             obs.insert(
                 key.into(),
                 json!({
                     "stats": stats,
                     "nat_entries_at_end": entries,
-                    "agent_cpu_secs_total": t.agent.as_ref().map(|a| a.cpu_secs()),
+                    "agent_cpu_secs_total": t.agent.as_deref().map(|a| a.cpu_secs()),
                     "agent_log": agent_log,
                 }),
             );

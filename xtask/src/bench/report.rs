@@ -117,11 +117,12 @@ pub fn print_table(scenario: Scenario, info: &RunInfo, r: &Results, extras: &[Ex
         .iter()
         .filter(|t| t.check(r).is_some_and(|v| v.met))
         .count();
-    println!(
-        "\n{} targets met: {met} of {}",
-        scenario.key(),
-        targets.len()
-    );
+    let what = if scenario == Scenario::Cni {
+        "cni datapath"
+    } else {
+        scenario.key()
+    };
+    println!("\n{what} targets met: {met} of {}", targets.len());
     if info.disturbed_samples > 0 {
         println!(
             "note: {} of {} samples were measured while other processes used more than {:.0}% of the CPU (foreign_cpu_share in the JSON)",
@@ -167,6 +168,9 @@ pub struct Report<'a> {
     pub notes: Map<String, Value>,
     /// The nat scenario's churn test (churn_report.rs).
     pub churn: Option<Value>,
+    /// The cni scenario's podman and plugin timings, with their targets
+    /// (cni/lifecycle_report.rs).
+    pub lifecycle: Option<Value>,
     /// Samples that failed their evidence or loss checks.
     pub invalid: &'a [String],
 }
@@ -188,6 +192,7 @@ pub fn to_json(rep: Report) -> Value {
         extras,
         notes,
         churn,
+        lifecycle,
         invalid,
     } = rep;
     let mut metrics = Map::new();
@@ -237,8 +242,8 @@ pub fn to_json(rep: Report) -> Value {
         })
         .collect();
     let mut targets = targets;
-    if let Some(c) = &churn {
-        targets.extend(c["targets"].as_array().into_iter().flatten().cloned());
+    for part in [&churn, &lifecycle].into_iter().flatten() {
+        targets.extend(part["targets"].as_array().into_iter().flatten().cloned());
     }
     let all_met = targets.iter().all(|t| t["met"] == json!(true));
     let extras: Map<String, Value> = extras
@@ -298,6 +303,7 @@ pub fn to_json(rep: Report) -> Value {
         "observations": observations,
         "invalid_samples": invalid,
         "churn": churn,
+        "lifecycle": lifecycle,
         "runs": runs,
     })
 }

@@ -83,8 +83,8 @@ pub fn measure_all(
                 };
                 let sample = {
                     let _others = agent::stop_others(
-                        topologies.iter().filter_map(|o| o.agent.as_ref()),
-                        t.agent.as_ref(),
+                        topologies.iter().filter_map(|o| o.agent.as_deref()),
+                        t.agent.as_deref(),
                     );
                     measure_undisturbed(m, t, ctx, warmup, &mut patience)?
                 };
@@ -177,7 +177,7 @@ fn measure_undisturbed(
     loop {
         made += 1;
         let counters_before = evidence::snapshot(t)?;
-        let agent_before = t.agent.as_ref().map(|a| a.cpu_secs());
+        let agent_before = t.agent.as_deref().map(|a| a.cpu_secs());
         let before = cpu::snapshot()?;
         let outcome = run_with_retry(m, t, ctx);
         let foreign_share = cpu::foreign_share(&before, &cpu::snapshot()?);

@@ -3,7 +3,10 @@
 //!
 //! - c2c: container to container on one node;
 //! - nat: container to a host outside the node (masquerade);
-//! - publish: outside host to a container's published port (DNAT).
+//! - publish: outside host to a container's published port (DNAT);
+//! - cni: podman's containers on the reference CNI chain and on ebridge
+//!   as its CNI plugin, both paths (container to container, outside to a
+//!   published port) side by side; its lifecycle part lives in cni/.
 use super::{measure::Measurement, metric::Metric, stats::Target, targets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -11,6 +14,7 @@ pub enum Scenario {
     C2c,
     Nat,
     Publish,
+    Cni,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +33,15 @@ pub enum Setup {
     EbridgeOnePort,
     /// ebridge with the measured port and 1,000 more published.
     EbridgeThousandPorts,
+    /// podman on the reference chain (bridge + host-local + portmap),
+    /// container to container.
+    ChainC2c,
+    /// podman on ebridge's CNI plugin, container to container.
+    CniC2c,
+    /// The reference chain, outside host to a published port.
+    ChainPublish,
+    /// ebridge's CNI plugin, outside host to a published port.
+    CniPublish,
 }
 
 /// Synthetic live flows in `ebridge-1m-flows`' NAT table.
@@ -37,13 +50,19 @@ pub const FILL_FLOWS: u32 = 1_000_000;
 pub const BULK_PORTS: u16 = 1000;
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::C2c, Scenario::Nat, Scenario::Publish];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::C2c,
+        Scenario::Nat,
+        Scenario::Publish,
+        Scenario::Cni,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
             Scenario::C2c => "c2c",
             Scenario::Nat => "nat",
             Scenario::Publish => "publish",
+            Scenario::Cni => "cni",
         }
     }
 
@@ -52,6 +71,7 @@ impl Scenario {
             Scenario::C2c => "container to container on one node",
             Scenario::Nat => "container to a host outside the node (masquerade)",
             Scenario::Publish => "outside host to a published container port (DNAT)",
+            Scenario::Cni => "podman on the reference CNI chain vs on ebridge's CNI plugin",
         }
     }
 
@@ -77,13 +97,29 @@ impl Scenario {
                 Setup::EbridgeOnePort,
                 Setup::EbridgeThousandPorts,
             ],
+            Scenario::Cni => &[
+                Setup::ChainC2c,
+                Setup::CniC2c,
+                Setup::ChainPublish,
+                Setup::CniPublish,
+            ],
+        }
+    }
+
+    /// The traffic path a setup of this scenario carries: the cni
+    /// scenario measures two (its setups say which), the others one.
+    pub fn path(self, setup: Setup) -> Scenario {
+        match (self, setup) {
+            (Scenario::Cni, Setup::ChainC2c | Setup::CniC2c) => Scenario::C2c,
+            (Scenario::Cni, _) => Scenario::Publish,
+            (s, _) => s,
         }
     }
 
     pub fn measurements(self) -> &'static [Measurement] {
         match self {
             Scenario::C2c | Scenario::Nat => &Measurement::ALL,
-            Scenario::Publish => &[
+            Scenario::Publish | Scenario::Cni => &[
                 Measurement::UdpRate,
                 Measurement::UdpRr,
                 Measurement::TcpCrr,
@@ -128,6 +164,7 @@ impl Scenario {
             Scenario::C2c => 'c',
             Scenario::Nat => 'n',
             Scenario::Publish => 'p',
+            Scenario::Cni => 'i',
         };
         let setup = match setup {
             Setup::BareVeth => 'b',
@@ -138,6 +175,10 @@ impl Scenario {
             Setup::EbridgeFullNat => 'f',
             Setup::EbridgeOnePort => '1',
             Setup::EbridgeThousandPorts => 'k',
+            Setup::ChainC2c => 'r',
+            Setup::CniC2c => 'e',
+            Setup::ChainPublish => 's',
+            Setup::CniPublish => 'f',
         };
         format!("{scenario}{setup}")
     }
@@ -161,6 +202,10 @@ impl Scenario {
                 (Setup::Ebridge, Setup::BareVeth),
                 (Setup::EbridgeThousandPorts, Setup::EbridgeOnePort),
             ],
+            Scenario::Cni => &[
+                (Setup::CniC2c, Setup::ChainC2c),
+                (Setup::CniPublish, Setup::ChainPublish),
+            ],
         }
     }
 
@@ -169,6 +214,7 @@ impl Scenario {
             Scenario::C2c => &targets::C2C,
             Scenario::Nat => &targets::NAT,
             Scenario::Publish => &targets::PUBLISH,
+            Scenario::Cni => &targets::CNI,
         }
     }
 }
@@ -186,6 +232,10 @@ impl Setup {
             Setup::EbridgeFullNat => "ebridge-1m-flows",
             Setup::EbridgeOnePort => "ebridge-1-port",
             Setup::EbridgeThousandPorts => "ebridge-1k-ports",
+            Setup::ChainC2c => "chain-c2c",
+            Setup::CniC2c => "ebridge-c2c",
+            Setup::ChainPublish => "chain-publish",
+            Setup::CniPublish => "ebridge-publish",
         }
     }
 
@@ -197,6 +247,11 @@ impl Setup {
                 | Setup::EbridgeOnePort
                 | Setup::EbridgeThousandPorts
         )
+    }
+
+    /// A podman node of the cni scenario running ebridge's plugin.
+    pub fn is_ebridge_cni(self) -> bool {
+        matches!(self, Setup::CniC2c | Setup::CniPublish)
     }
 
     pub fn is_docker(self) -> bool {
@@ -221,6 +276,10 @@ impl Setup {
             (_, Setup::EbridgeFullNat) => "about table size: ebridge up --nat-entries 2262144 (2,000,000 for a million synthetic flows + the default 262,144), agent running, with 1,000,000 synthetic live flows (TCP ESTABLISHED, last seen at fill time, to peers no test uses) written into its pinned nat map before the first round",
             (_, Setup::EbridgeOnePort) => "ebridge with one published port: the measured UDP port, nothing else",
             (_, Setup::EbridgeThousandPorts) => "ebridge with the measured UDP port plus 1,000 more (one endpoint add -p 20000-20999:20000-20999/udp)",
+            (_, Setup::ChainC2c) => "podman 4.3 (CNI backend, private config and storage) in a node namespace, network = the reference chain: bridge (isGateway, ipMasq, hairpinMode) with host-local IPAM, then portmap; two of the containers the lifecycle part leaves running (99 at the default levels), each publishing ports; client container to server container",
+            (_, Setup::CniC2c) => "the same podman, image and node layout, network installed by ebridge cni install (own allocator, every default), ebridge agent running; two of the containers the lifecycle part leaves running (99 at the default levels), each publishing ports; client container to server container",
+            (_, Setup::ChainPublish) => "the reference chain's node: outside host to the node's uplink address, ports published by podman run -p (portmap DNAT) into the server container",
+            (_, Setup::CniPublish) => "ebridge's node: outside host to the node's uplink address, ports published by podman run -p (ebridge's DNAT) into the server container",
         };
         s.to_string()
     }

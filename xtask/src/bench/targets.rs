@@ -124,3 +124,47 @@ pub const PUBLISH: [Target; 4] = [
         Bound::AtLeast(1.0),
     ),
 ];
+
+/// Issue 8: podman's datapath on ebridge's plugin against the reference
+/// chain, at least the ratios the c2c and publish scenarios ask against
+/// Docker (c2c: packet rate 1.5x, p50 0.85x, connections 1.3x; publish:
+/// packet rate 1.8x, p50 0.85x, connections 1.5x). The plugin's ADD/DEL
+/// targets are in cni/lifecycle.rs.
+pub const CNI: [Target; 6] = [
+    target(
+        Metric::UdpPps,
+        Setup::CniC2c,
+        Setup::ChainC2c,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::CniC2c,
+        Setup::ChainC2c,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::CniC2c,
+        Setup::ChainC2c,
+        Bound::AtLeast(1.3),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::CniPublish,
+        Setup::ChainPublish,
+        Bound::AtLeast(1.8),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::CniPublish,
+        Setup::ChainPublish,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::CniPublish,
+        Setup::ChainPublish,
+        Bound::AtLeast(1.5),
+    ),
+];

@@ -3,7 +3,7 @@
 //! failure, a panic or Ctrl-C leaves nothing behind. The root namespace is
 //! never touched: no address, route, rule or sysctl outside the namespaces
 //! made here.
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, rc::Rc};
 
 use anyhow::{Context as _, Result};
 use serde_json::{Map, Value};
@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use super::{
     agent::Agent,
     aim::{Aim, OUTSIDE_IP, PREFIX_LEN},
-    bare, ebridge_node, linux_bridge,
+    bare,
+    cni::chain_evidence::ChainEvidence,
+    ebridge_node, linux_bridge,
     measure::Measurement,
     scenario::{Scenario, Setup},
 };
@@ -33,12 +35,18 @@ pub struct Topology {
     /// The ebridge bridge name once `ebridge up` may have run.
     pub ebridge_bridge: Option<String>,
     pub aim: Aim,
-    /// `ebridge agent`, running from `up` until the setup is removed.
-    pub agent: Option<Agent>,
+    /// `ebridge agent`, running from `up` until the setup is removed
+    /// (shared by the cni scenario's two paths through one node).
+    pub agent: Option<Rc<Agent>>,
+    /// The reference CNI chain's counters that prove its path (cni).
+    pub chain: Option<ChainEvidence>,
     /// What building measured or set up, for the report.
     pub notes: Map<String, Value>,
     /// Every namespace this run made or had made, in creation order.
     namespaces: Vec<String>,
+    /// Whether dropping it removes what it names; the cni scenario's
+    /// nodes and containers belong to podman and the test fixtures.
+    owned: bool,
 }
 
 impl Topology {
@@ -50,6 +58,9 @@ impl Topology {
             Scenario::C2c => (container.clone(), format!("{base}-c2")),
             Scenario::Nat => (container.clone(), outside),
             Scenario::Publish => (outside, container.clone()),
+            Scenario::Cni => {
+                anyhow::bail!("the cni scenario's paths are podman's (Topology::adopt)")
+            }
         };
         let mut t = Topology {
             scenario,
@@ -62,8 +73,10 @@ impl Topology {
             ebridge_bridge: None,
             aim: Aim::new(scenario, setup),
             agent: None,
+            chain: None,
             notes: Map::new(),
             namespaces: Vec::new(),
+            owned: true,
         };
         match (scenario, setup) {
             (Scenario::C2c, Setup::BareVeth) => bare::pair(&mut t)?,
@@ -76,10 +89,37 @@ impl Topology {
             (_, s) if s.is_ebridge() => ebridge_node::build(&mut t)?,
             (s, setup) => anyhow::bail!("{} has no setup {}", s.key(), setup.key()),
         }
-        t.tune_client()?;
-        t.check_reachable()
-            .with_context(|| format!("{}: the client cannot reach the server", setup.key()))?;
+        t.prepare()?;
         Ok(t)
+    }
+
+    /// A path through namespaces made by others (podman's containers in
+    /// a test fixture's node): measured like the rest, never removed here.
+    pub fn adopt(scenario: Scenario, setup: Setup, paths: Adopted) -> Result<Self> {
+        let t = Topology {
+            scenario,
+            setup,
+            base: paths.node.clone(),
+            client_ns: paths.client_ns,
+            server_ns: paths.server_ns.clone(),
+            container_ns: paths.server_ns,
+            node_ns: Some(paths.node),
+            ebridge_bridge: paths.ebridge_bridge,
+            aim: paths.aim,
+            agent: paths.agent,
+            chain: paths.chain,
+            notes: Map::new(),
+            namespaces: Vec::new(),
+            owned: false,
+        };
+        t.prepare()?;
+        Ok(t)
+    }
+
+    fn prepare(&self) -> Result<()> {
+        self.tune_client()?;
+        self.check_reachable()
+            .with_context(|| format!("{}: the client cannot reach the server", self.setup.key()))
     }
 
     pub fn outside_ns(&self) -> String {
@@ -130,7 +170,7 @@ impl Topology {
     /// scenario this proves the path to the node; the warm-up round proves
     /// the published ports.
     fn check_reachable(&self) -> Result<()> {
-        let target = match self.scenario {
+        let target = match self.scenario.path(self.setup) {
             Scenario::Nat => OUTSIDE_IP.to_string(),
             _ => self.aim.of(Measurement::UdpRr).to.ip().to_string(),
         };
@@ -146,6 +186,9 @@ impl Drop for Topology {
     fn drop(&mut self) {
         // The agent holds the pinned maps open: it goes before `down`.
         self.agent = None;
+        if !self.owned {
+            return;
+        }
         if let (Some(node), Some(bridge)) = (&self.node_ns, &self.ebridge_bridge) {
             ebridge_node::teardown(node, bridge);
         }
@@ -153,6 +196,17 @@ impl Drop for Topology {
             sh_quiet("ip", &["netns", "del", ns]);
         }
     }
+}
+
+/// What a path through others' namespaces is made of (`Topology::adopt`).
+pub struct Adopted {
+    pub node: String,
+    pub client_ns: String,
+    pub server_ns: String,
+    pub ebridge_bridge: Option<String>,
+    pub aim: Aim,
+    pub agent: Option<Rc<Agent>>,
+    pub chain: Option<ChainEvidence>,
 }
 
 /// Addresses the container end `eth0` of a veth the way Docker does:

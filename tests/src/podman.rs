@@ -47,6 +47,12 @@ use crate::lab::Lab;
 /// The busybox image both fixtures load (`/bin/sh` by default, PATH=/bin).
 pub const IMAGE: &str = "localhost/bb:latest";
 
+/// `sh -c` of a busybox HTTP server in [`IMAGE`] answering `GET /` with
+/// `body` on port 80.
+pub fn httpd_script(body: &str) -> String {
+    format!("echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
+}
+
 /// busybox-static's binary: no shared libraries to copy into the image.
 const BUSYBOX: &str = "/bin/busybox";
 const RUNC: &str = "/usr/sbin/runc";

@@ -214,3 +214,14 @@ pub fn udp_echo(lab: &Lab, port: u16) -> Bg {
     thread::sleep(Duration::from_millis(400));
     bg
 }
+
+/// GET `url` from inside `netns` with curl; None until something answers.
+pub fn http_get(netns: &str, url: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "curl", "-sf", "-m", "2", url])
+        .output()
+        .expect("curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -4,12 +4,12 @@
 //! the outside; the fast path between containers; `--ip`; a bad config
 //! failing `podman run` with the plugin's message; `podman rm -f` leaving
 //! nothing; 20 containers started at once.
-use std::{process::Command, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use ebridge_tests::{
     lab::{Lab, NODE_UPLINK_IP, OUTSIDE_IP},
-    podman::{poll_until, Podman, IMAGE},
-    procs::{ip_bytes, map_dump},
+    podman::{httpd_script, poll_until, Podman, IMAGE},
+    procs::{http_get, ip_bytes, map_dump},
 };
 
 /// Installs the plugin into podman's plugin dir and a network into its
@@ -31,22 +31,6 @@ fn install(lab: &Lab, pm: &Podman, short: &str, extra: &[&str]) -> String {
     name
 }
 
-/// GET `url` from inside `netns`, None until something answers.
-fn http_get(netns: &str, url: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "curl", "-sf", "-m", "2", url])
-        .output()
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A busybox HTTP server answering `GET /` with `body`.
-fn httpd(body: &str) -> String {
-    format!("echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
-}
-
 fn endpoint_count(lab: &Lab) -> usize {
     lab.json(&["endpoint", "ls"])
         .as_array()
@@ -65,7 +49,7 @@ fn podman_containers_on_ebridge() {
             "eb",
             &["--bridge", &lab.bridge, "--subnet", "10.89.0.0/24"],
         );
-        let web_cmd = httpd("hello-from-web");
+        let web_cmd = httpd_script("hello-from-web");
         pm.run_ok(&[
             "run",
             "-d",

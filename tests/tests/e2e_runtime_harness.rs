@@ -4,12 +4,13 @@
 //! namespace that get addresses, reach each other and, published, the
 //! outside; afterwards nothing of either runtime is left, also when the
 //! test body panics.
-use std::{panic::AssertUnwindSafe, path::Path, process::Command, time::Duration};
+use std::{panic::AssertUnwindSafe, path::Path, time::Duration};
 
 use ebridge_tests::{
     containerd::Containerd,
     lab::{Lab, NODE_UPLINK_IP},
-    podman::{poll_until, Footprint, Podman, IMAGE},
+    podman::{httpd_script, poll_until, Footprint, Podman, IMAGE},
+    procs::http_get,
 };
 use serde_json::{json, Value};
 
@@ -36,26 +37,11 @@ fn reference_bridge(name: &str, bridge: &str, subnet: &str, portmap: bool) -> Va
     json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins})
 }
 
-/// GET `url` from inside `netns`; None until something answers.
-fn http_get(netns: &str, url: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "curl", "-sf", "-m", "2", url])
-        .output()
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A busybox HTTP server answering `GET /` with `body`.
 fn httpd(body: &str) -> Vec<String> {
-    [
-        "sh",
-        "-c",
-        &format!("echo {body} > /www/index.html && exec httpd -f -p 80 -h /www"),
-    ]
-    .map(str::to_string)
-    .to_vec()
+    ["sh", "-c", &httpd_script(body)]
+        .map(str::to_string)
+        .to_vec()
 }
 
 fn args(v: &[String]) -> Vec<&str> {

@@ -9,7 +9,10 @@
 //!            see proc.rs; an agent's time is the product's own cost)
 //! Softirq time is left out on both sides: it is the datapath's own work,
 //! accounted separately because the kernel has IRQ time accounting.
-use std::time::Instant;
+//! Processes that are the bench's doing without being its children —
+//! podman's conmons and containers (cni), which daemonize away — are
+//! counted as ours through their cgroups (`count_cgroup_as_ours`).
+use std::{path::PathBuf, sync::Mutex, time::Instant};
 
 use anyhow::{bail, Context as _, Result};
 
@@ -46,6 +49,42 @@ fn rusage_usec(who: libc::c_int) -> u64 {
     us(ru.ru_utime) + us(ru.ru_stime)
 }
 
+/// cpuacct cgroups whose CPU time is the bench's own.
+static OURS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Counts the CPU time of everything in the cgroup `name` (and below it)
+/// as the bench's own until the guard is dropped.
+pub fn count_cgroup_as_ours(name: &str) -> CgroupCounted {
+    let path = PathBuf::from("/sys/fs/cgroup/cpuacct")
+        .join(name)
+        .join("cpuacct.usage");
+    if let Ok(mut ours) = OURS.lock() {
+        ours.push(path.clone());
+    }
+    CgroupCounted(path)
+}
+
+pub struct CgroupCounted(PathBuf);
+
+impl Drop for CgroupCounted {
+    fn drop(&mut self) {
+        if let Ok(mut ours) = OURS.lock() {
+            ours.retain(|p| *p != self.0);
+        }
+    }
+}
+
+/// CPU time of the cgroups counted as ours, in µs (0 for one that does
+/// not exist yet: podman makes it with the first container).
+fn cgroups_usec() -> u64 {
+    let paths = OURS.lock().map(|p| p.clone()).unwrap_or_default();
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+        .map(|ns| ns / 1000)
+        .sum()
+}
+
 pub fn snapshot() -> Result<Snapshot> {
     let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
     let line = stat
@@ -64,7 +103,8 @@ pub fn snapshot() -> Result<Snapshot> {
         machine_ticks,
         ours_usec: rusage_usec(libc::RUSAGE_CHILDREN)
             + rusage_usec(libc::RUSAGE_SELF)
-            + super::proc::live_children_cpu_usec(),
+            + super::proc::live_children_cpu_usec()
+            + cgroups_usec(),
     })
 }
 

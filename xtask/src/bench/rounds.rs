@@ -22,9 +22,9 @@ use super::{
 /// A sample taken while other processes used more than this share of the
 /// machine's CPU is taken again (on the idle box the bench alone shows 0%).
 pub const DISTURBED_SHARE: f64 = 0.03;
-const MAX_ATTEMPTS: u32 = 3;
+pub const MAX_ATTEMPTS: u32 = 3;
 /// How long to wait for other processes to calm down before measuring again.
-const QUIET_WAIT: Duration = Duration::from_secs(5);
+pub const QUIET_WAIT: Duration = Duration::from_secs(5);
 
 /// Extra time (waiting and measuring again) a run may spend on disturbed
 /// samples: a quarter of the nominal run time. After that, disturbed samples are

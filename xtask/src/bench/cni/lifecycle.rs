@@ -6,16 +6,28 @@
 //! both timed; then the network's plugins are called directly (plugin.rs)
 //! for the level's N-th attachment, ADD then DEL, timed per call. While
 //! one node is measured the other's agent is stopped, as in every
-//! scenario.
-use std::thread;
+//! scenario, and a sample others disturbed is taken again as the rounds
+//! do (rounds.rs: at most 3 attempts within a quarter of the part's
+//! nominal time, the least disturbed kept); conmon and the containers
+//! count as the bench's own CPU (their cgroups, cpu.rs).
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::{
     node::{Kind, Node},
     plugin::{self, Netns, Plugins},
 };
-use crate::bench::{agent, aim, cpu, metric::fmt_num, scenario::Setup, signal};
+use crate::bench::{
+    agent, aim, cpu,
+    metric::fmt_num,
+    rounds::{DISTURBED_SHARE, MAX_ATTEMPTS, QUIET_WAIT},
+    scenario::Setup,
+    signal,
+};
 
 /// What is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,9 +78,11 @@ pub struct Sample {
     pub secs: f64,
     /// Per plugin of the chain (plugin calls).
     pub parts: Vec<(String, f64)>,
-    /// Share of the CPU others used meanwhile (conmon and the container
-    /// are not the bench's children: podman's samples count them here).
+    /// Share of the CPU others used meanwhile (podman: over its run and
+    /// rm; plugins: over the ADD and DEL).
     pub foreign_share: f64,
+    /// How many times it was taken (others disturbed the ones before).
+    pub attempts: u32,
 }
 
 pub struct Plan {
@@ -88,8 +102,17 @@ impl Plan {
         Plan {
             levels: if quick { vec![1, 10] } else { vec![1, 20, 100] },
             reps,
-            plugin_calls: 4 * reps,
+            // ebridge's ADD alone spreads over 5-35 ms from call to call:
+            // many cheap samples make the p50s the targets judge steady.
+            plugin_calls: 8 * reps,
         }
+    }
+
+    /// Roughly what the part takes undisturbed: ~0.6 s per podman run and
+    /// rm, ~0.3 s per direct ADD and DEL (the chain's), per node.
+    fn nominal(&self) -> Duration {
+        let per_level = f64::from(self.reps) * 2.0 * 0.6 + f64::from(self.plugin_calls) * 2.0 * 0.3;
+        Duration::from_secs_f64(per_level * self.levels.len() as f64)
     }
 
     fn top(&self) -> u32 {
@@ -131,6 +154,7 @@ pub fn measure(
 ) -> Result<Vec<Sample>> {
     let mut samples = Vec::new();
     let mut filled = 0;
+    let mut patience = plan.nominal() / 4;
     for &level in &plan.levels {
         let want = level as usize - 1;
         let specs: Vec<_> = (filled..want).map(|i| plan.filler(i)).collect();
@@ -142,13 +166,15 @@ pub fn measure(
             fill(nodes, &specs)?;
         }
         filled = want;
-        podman(nodes, level, plan.reps, &mut samples)?;
+        podman(nodes, level, plan.reps, &mut patience, &mut samples)?;
+        let calls = plan.plugin_calls;
         direct(
             nodes,
             plugins,
             level,
-            plan.plugin_calls,
+            calls,
             run_id,
+            &mut patience,
             &mut samples,
         )?;
     }
@@ -177,7 +203,41 @@ fn fill(nodes: &[Node], specs: &[(String, Vec<String>)]) -> Result<()> {
     })
 }
 
-fn podman(nodes: &[Node], level: u32, reps: u32, out: &mut Vec<Sample>) -> Result<()> {
+/// Runs `attempt` (which returns its value and the foreign CPU share it
+/// saw) until others stayed quiet, at most MAX_ATTEMPTS times and while
+/// `patience` lasts; the least disturbed attempt and the count.
+fn least_disturbed<T>(
+    patience: &mut Duration,
+    mut attempt: impl FnMut(u32) -> Result<(T, f64)>,
+) -> Result<(T, f64, u32)> {
+    let mut best: Option<(T, f64)> = None;
+    let mut made = 0;
+    loop {
+        made += 1;
+        let started = Instant::now();
+        let (v, share) = attempt(made)?;
+        let took = started.elapsed();
+        if best.as_ref().is_none_or(|b| share < b.1) {
+            best = Some((v, share));
+        }
+        if share <= DISTURBED_SHARE || made >= MAX_ATTEMPTS || patience.is_zero() {
+            break;
+        }
+        let waited = Instant::now();
+        cpu::wait_for_quiet(DISTURBED_SHARE, QUIET_WAIT)?;
+        *patience = patience.saturating_sub(waited.elapsed() + took);
+    }
+    let (v, share) = best.context("no attempt was made")?;
+    Ok((v, share, made))
+}
+
+fn podman(
+    nodes: &[Node],
+    level: u32,
+    reps: u32,
+    patience: &mut Duration,
+    out: &mut Vec<Sample>,
+) -> Result<()> {
     for rep in 1..=reps {
         let mut shown = Vec::new();
         for i in 0..nodes.len() {
@@ -188,17 +248,15 @@ fn podman(nodes: &[Node], level: u32, reps: u32, out: &mut Vec<Sample>) -> Resul
                 n.agent.as_deref(),
             );
             let e = &n.engine;
-            let name = format!("m{level}-{rep}");
             let ports = [MEASURED_PORT.to_string()];
-            let c0 = cpu::snapshot()?;
-            let run = e.podman_timed(&e.run_args(&name, &ports))?;
-            let c1 = cpu::snapshot()?;
-            let rm = e.podman_timed(&["rm", "-f", "-t", "0", &name])?;
-            let c2 = cpu::snapshot()?;
-            for (op, secs, share) in [
-                (Op::PodmanRun, run, cpu::foreign_share(&c0, &c1)),
-                (Op::PodmanRm, rm, cpu::foreign_share(&c1, &c2)),
-            ] {
+            let ((run, rm), share, attempts) = least_disturbed(patience, |attempt| {
+                let name = format!("m{level}-{rep}-{attempt}");
+                let c0 = cpu::snapshot()?;
+                let run = e.podman_timed(&e.run_args(&name, &ports))?;
+                let rm = e.podman_timed(&["rm", "-f", "-t", "0", &name])?;
+                Ok(((run, rm), cpu::foreign_share(&c0, &cpu::snapshot()?)))
+            })?;
+            for (op, secs) in [(Op::PodmanRun, run), (Op::PodmanRm, rm)] {
                 out.push(Sample {
                     level,
                     kind: e.kind,
@@ -207,6 +265,7 @@ fn podman(nodes: &[Node], level: u32, reps: u32, out: &mut Vec<Sample>) -> Resul
                     secs,
                     parts: Vec::new(),
                     foreign_share: share,
+                    attempts,
                 });
             }
             shown.push(format!(
@@ -230,6 +289,7 @@ fn direct(
     level: u32,
     calls: u32,
     run_id: &str,
+    patience: &mut Duration,
     out: &mut Vec<Sample>,
 ) -> Result<()> {
     let mut per_kind: Vec<(Kind, Vec<f64>, Vec<f64>)> = Vec::new();
@@ -244,11 +304,20 @@ fn direct(
             );
             let kind = n.engine.kind;
             let floor = plugin::exec_floor(&n.engine.lab.node)?;
-            let ns = Netns::new(format!("{run_id}ip-{level}-{call}-{}", kind.key()))?;
-            let c0 = cpu::snapshot()?;
-            let t = p.add_del(ns.name(), &format!("p{level}-{call}"))?;
-            let share = cpu::foreign_share(&c0, &cpu::snapshot()?);
-            drop(ns);
+            let (t, share, attempts) = least_disturbed(patience, |attempt| {
+                let name = format!("{run_id}ip-{level}-{call}-{attempt}-{}", kind.key());
+                let ns = Netns::new(name)?;
+                let c0 = cpu::snapshot()?;
+                let t = p.add_del(ns.name(), &format!("p{level}-{call}"))?;
+                Ok((t, cpu::foreign_share(&c0, &cpu::snapshot()?)))
+            })?;
+            match per_kind.iter_mut().find(|(k, _, _)| *k == kind) {
+                Some((_, a, d)) => {
+                    a.push(t.add);
+                    d.push(t.del);
+                }
+                None => per_kind.push((kind, vec![t.add], vec![t.del])),
+            }
             for (op, secs, parts) in [
                 (Op::PluginAdd, t.add, t.add_parts),
                 (Op::PluginDel, t.del, t.del_parts),
@@ -262,14 +331,8 @@ fn direct(
                     secs,
                     parts,
                     foreign_share: share,
+                    attempts,
                 });
-            }
-            match per_kind.iter_mut().find(|(k, _, _)| *k == kind) {
-                Some((_, a, d)) => {
-                    a.push(t.add);
-                    d.push(t.del);
-                }
-                None => per_kind.push((kind, vec![t.add], vec![t.del])),
             }
         }
     }

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::bench::{
     metric::fmt_num,
+    rounds::{DISTURBED_SHARE, MAX_ATTEMPTS},
     stats::{spread_of, Spread},
 };
 
@@ -201,6 +202,17 @@ pub fn print(samples: &[Sample], plan: &Plan, verdicts: &[Verdict]) {
             }
         }
     }
+    let disturbed = samples
+        .iter()
+        .filter(|s| s.op != Op::ExecFloor && s.foreign_share > DISTURBED_SHARE)
+        .count();
+    let timed = samples.iter().filter(|s| s.op != Op::ExecFloor).count();
+    if disturbed > 0 {
+        println!(
+            "note: {disturbed} of {timed} lifecycle samples were taken while other processes used more than {:.0}% of the CPU (after up to {MAX_ATTEMPTS} attempts; foreign_cpu_share in the JSON)",
+            DISTURBED_SHARE * 100.0
+        );
+    }
     println!("\nplugin targets (judged on the medians):");
     for v in verdicts {
         println!("  {}", v.describe());
@@ -226,10 +238,9 @@ pub fn to_json(samples: &[Sample], plan: &Plan, verdicts: &[Verdict]) -> Value {
             let mut per = Map::new();
             for kind in Kind::BOTH {
                 if let Some(s) = spread(samples, level, kind, op) {
-                    let shares: Vec<f64> = of(samples, level, kind, op)
-                        .iter()
-                        .map(|s| s.foreign_share)
-                        .collect();
+                    let list = of(samples, level, kind, op);
+                    let shares: Vec<f64> = list.iter().map(|s| s.foreign_share).collect();
+                    let attempts: Vec<u32> = list.iter().map(|s| s.attempts).collect();
                     per.insert(
                         kind.key().into(),
                         json!({
@@ -237,6 +248,7 @@ pub fn to_json(samples: &[Sample], plan: &Plan, verdicts: &[Verdict]) -> Value {
                             "samples_secs": s.samples,
                             "by_plugin_median_secs": parts(samples, level, kind, op),
                             "foreign_cpu_share": shares,
+                            "attempts": attempts,
                         }),
                     );
                 }

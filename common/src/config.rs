@@ -41,6 +41,8 @@ pub const CONFIG_F_MASQUERADE: u32 = 1 << 1;
 pub const CONFIG_F_XDP_GENERIC: u32 = 1 << 2;
 /// The uplink runs the `uplink_xdp` program in native (driver) mode.
 pub const CONFIG_F_XDP_NATIVE: u32 = 1 << 3;
+/// Native-routing CIDRs are set: the datapath consults `native_nets`.
+pub const CONFIG_F_NATIVE_ROUTING: u32 = 1 << 5;
 /// `--nat-ports` was given: every source port maps into that range (like
 /// `MASQUERADE --to-ports`). Without it, ports below 1024 stay privileged.
 pub const CONFIG_F_NAT_PORTS_GIVEN: u32 = 1 << 4;

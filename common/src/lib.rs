@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod fdb;
 pub mod maps;
 pub mod nat;
+pub mod routing;
 pub mod stats;
 
 #[cfg(feature = "user")]

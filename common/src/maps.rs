@@ -12,9 +12,10 @@ pub const MAP_PUBLISH: &str = "publish";
 pub const MAP_NODE_ADDRS: &str = "node_addrs";
 pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
 pub const MAP_NAT_NO_PORT: &str = "nat_no_port";
+pub const MAP_NATIVE_NETS: &str = "native_nets";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -26,6 +27,7 @@ pub const PINNED_MAPS: [&str; 11] = [
     MAP_NODE_ADDRS,
     MAP_SOCK_REWRITES,
     MAP_NAT_NO_PORT,
+    MAP_NATIVE_NETS,
 ];
 
 /// Program names as they appear in the object file and under the pin dir.
@@ -54,5 +56,7 @@ pub const MAX_PUBLISHED: usize = 65_536;
 pub const MAX_NODE_ADDRS: usize = 256;
 /// Destinations with dropped new flows between two agent passes (LRU).
 pub const MAX_NAT_NO_PORT: usize = 256;
+/// Native-routing CIDRs and the node's networks, together.
+pub const MAX_NATIVE_NETS: usize = 64;
 /// Host UDP sockets talking to a published port at once (LRU).
 pub const MAX_SOCK_REWRITES: usize = 16_384;

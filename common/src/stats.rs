@@ -137,6 +137,14 @@ reasons! {
     /// Another bridge's packet leaving with a tuple this bridge's container
     /// flow holds (two CPUs claimed it at once): it still leaves.
     PASS_OTHER_BRIDGE_CLASH = 45, "other-bridge-clash", Pass;
+    /// A pod's packet to a native-routing CIDR, routed with the pod's own
+    /// address by the endpoint program (FIB lookup, redirect).
+    FWD_ROUTED_OUT = 46, "routed-out", Redirect;
+    /// A packet from a native-routing CIDR or the node's networks for a
+    /// local pod, delivered by the uplink program without NAT.
+    FWD_ROUTED_IN = 47, "routed-in", Redirect;
+    /// A packet for a pod address no endpoint has: the kernel answers.
+    PASS_NO_SUCH_POD = 48, "pass-no-such-pod", Pass;
 }
 
 /// Size of the stats array; codes above leave room for NAT reasons.

@@ -21,6 +21,7 @@ mod node_flow;
 mod packet;
 mod publish;
 mod revnat;
+mod routing;
 mod stats;
 mod uplink;
 mod uplink_xdp;

@@ -1,5 +1,5 @@
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use ebridge_common::{
@@ -7,8 +7,8 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::{
-        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NAT_NO_PORT,
-        MAX_NODE_ADDRS, MAX_PUBLISHED, MAX_SOCK_REWRITES,
+        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NATIVE_NETS,
+        MAX_NAT_NO_PORT, MAX_NODE_ADDRS, MAX_PUBLISHED, MAX_SOCK_REWRITES,
     },
     nat::{
         FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
@@ -60,3 +60,7 @@ pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruH
 /// Destinations that ran out of NAT ports since the agent last looked.
 #[btf_map(name = "nat_no_port")]
 pub static NAT_NO_PORT: LruHashMap<NoPortKey, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();
+
+/// Native-routing CIDRs and the node's networks (`common::routing`).
+#[btf_map(name = "native_nets")]
+pub static NATIVE_NETS: LpmTrie<[u8; 4], u32, MAX_NATIVE_NETS> = LpmTrie::new();

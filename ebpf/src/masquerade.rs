@@ -21,6 +21,7 @@ use crate::{
     maps::FRAGS,
     publish,
     revnat::{self, Delivery},
+    routing,
     stats::{count, drop, pass},
 };
 
@@ -79,6 +80,9 @@ pub fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, 
             }
         }
         Route::Slow => return pass(ctx, PASS_FIB_SLOW_PATH),
+        _ if routing::routes_natively(cfg, &ip.daddr) => {
+            return routing::forward_out(ctx, &ip, route);
+        }
         Route::Out { ifindex, .. } | Route::OutNoNeigh { ifindex, .. }
             if ifindex != cfg.uplink_ifindex =>
         {

@@ -18,7 +18,7 @@ use crate::{
     ipv4::{self, Frag, Ipv4, L4Csum, IP_DADDR_OFF},
     l4,
     maps::{FRAGS, NAT},
-    node_flow, publish,
+    node_flow, publish, routing,
     stats::{count, drop, pass},
 };
 
@@ -44,17 +44,26 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     let Ok(ip) = ipv4::parse(ctx) else {
         return pass(ctx, PASS_UPLINK_HOST);
     };
-    // Docker's FORWARD chain: containers are reachable from outside only
-    // through published ports (unless the subnet is routed, not NATed).
-    if cfg.flags & CONFIG_F_MASQUERADE != 0 && ipv4::in_subnet(&ip.daddr, cfg) {
-        return drop(ctx, DROP_NOT_PUBLISHED);
-    }
-    if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&ip.daddr) {
+    let icmp_error =
+        ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error);
+    // A pod's own address (the gateway is the node's).
+    let outcome = if ipv4::in_subnet(&ip.daddr, cfg) && !ipv4::ipv4_eq(&ip.daddr, &cfg.gateway_ipv4)
+    {
+        if routing::may_enter(cfg, &ip.saddr) {
+            Ok(routing::to_pod(ctx, cfg, &ip, icmp_error))
+        } else if cfg.flags & CONFIG_F_MASQUERADE != 0 {
+            // Docker's FORWARD chain: containers are reachable from outside
+            // only through published ports.
+            return drop(ctx, DROP_NOT_PUBLISHED);
+        } else {
+            // Routed mode: the kernel forwards it.
+            return pass(ctx, PASS_UPLINK_HOST);
+        }
+    } else if !ipv4::ipv4_eq(&ip.daddr, &cfg.uplink_ipv4) && !publish::is_node_addr(&ip.daddr) {
         return pass(ctx, PASS_UPLINK_HOST);
-    }
-    let outcome = if ip.frag == Frag::Later {
+    } else if ip.frag == Frag::Later {
         later_fragment(ctx, &ip)
-    } else if ip.proto == IPPROTO_ICMP && l4::icmp_type(ctx, &ip).is_ok_and(l4::is_icmp_error) {
+    } else if icmp_error {
         icmp_error::to_container(ctx, cfg, &ip)
     } else {
         reply(ctx, cfg, &ip, now)

@@ -16,7 +16,7 @@ use crate::{
     maps::CONFIG,
     node_flow,
     packet::{self, ETH_P_IPV4},
-    revnat,
+    revnat, routing,
     stats::{drop, pass},
 };
 
@@ -59,8 +59,9 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
     let Ok(hdr) = packet::ipv4(&ctx) else {
         return TC_ACT_UNSPEC;
     };
-    let src = unsafe { (*hdr).src_addr };
-    if ipv4::in_subnet(&src, cfg) {
+    let (src, dst) = unsafe { ((*hdr).src_addr, (*hdr).dst_addr) };
+    // A pod's own address leaves only towards a native-routing CIDR.
+    if ipv4::in_subnet(&src, cfg) && !routing::routes_natively(cfg, &dst) {
         return drop(&ctx, DROP_LEAK);
     }
     if !ipv4::ipv4_eq(&src, &cfg.uplink_ipv4) {

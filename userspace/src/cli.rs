@@ -136,6 +136,12 @@ pub struct UpArgs {
     /// support [default: off].
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp: Option<XdpMode>,
+    /// Route destinations in CIDR with the containers' own addresses (no
+    /// masquerade), and let sources in it reach containers directly: the
+    /// cluster's pod network (repeatable; Cilium's
+    /// ipv4-native-routing-cidr).
+    #[arg(long = "native-routing-cidr", value_name = "CIDR")]
+    pub native_routing_cidr: Vec<String>,
 }
 
 /// How `uplink_xdp` is attached to the uplink, if at all.

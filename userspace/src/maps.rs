@@ -1,6 +1,9 @@
 //! Typed handles on the pinned maps, opened by any `ebridge` process.
 use anyhow::{Context as _, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, HashMap, Map, MapData, PerCpuArray,
+};
 use ebridge_common::{
     config::BridgeConfig,
     endpoint::Endpoint,
@@ -11,6 +14,7 @@ use ebridge_common::{
     },
     stats::Counter,
 };
+use ipnet::Ipv4Net;
 
 use crate::pins;
 
@@ -25,6 +29,7 @@ pub struct DatapathMaps {
     pub publish: HashMap<MapData, PublishKey, PublishTarget>,
     pub node_addrs: HashMap<MapData, [u8; 4], u8>,
     pub nat_no_port: HashMap<MapData, NoPortKey, NoPortCount>,
+    pub native_nets: LpmTrie<MapData, [u8; 4], u32>,
     /// The `nat` map again, for batch reads and deletes (`batch.rs`).
     nat_raw: MapData,
 }
@@ -50,6 +55,7 @@ impl DatapathMaps {
             publish: open(bridge, MAP_PUBLISH)?.try_into()?,
             node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
             nat_no_port: open(bridge, MAP_NAT_NO_PORT)?.try_into()?,
+            native_nets: open(bridge, MAP_NATIVE_NETS)?.try_into()?,
             nat_raw: {
                 let path = pins::map_path(bridge, MAP_NAT);
                 MapData::from_pin(&path)
@@ -127,4 +133,61 @@ pub fn removed_or_absent(
         }
         other => other,
     }
+}
+
+impl DatapathMaps {
+    /// Makes `native_nets` hold exactly the native-routing CIDRs and the
+    /// node's networks, each prefix with every meaning it has: a node
+    /// network inside a native CIDR is routed natively too (an LPM lookup
+    /// sees only the longest match).
+    pub fn sync_native_nets(&mut self, native: &[Ipv4Net], node_nets: &[Ipv4Net]) -> Result<()> {
+        use ebridge_common::routing::{NATIVE_CIDR, NATIVE_GIVEN, NODE_NETWORK};
+        let mut want: std::collections::BTreeMap<(u32, [u8; 4]), u32> = Default::default();
+        for net in native {
+            *want.entry(prefix_key(net)).or_default() |= NATIVE_CIDR | NATIVE_GIVEN;
+        }
+        for net in node_nets {
+            *want.entry(prefix_key(net)).or_default() |= NODE_NETWORK;
+        }
+        let all: Vec<Ipv4Net> = native.iter().chain(node_nets).copied().collect();
+        for ((len, addr), kinds) in want.iter_mut() {
+            let this = Ipv4Net::new((*addr).into(), *len as u8)?;
+            for wider in &all {
+                if wider.prefix_len() < this.prefix_len() && wider.contains(&this.network()) {
+                    if native.contains(wider) {
+                        *kinds |= NATIVE_CIDR;
+                    } else {
+                        *kinds |= NODE_NETWORK;
+                    }
+                }
+            }
+        }
+        let have: Vec<Key<[u8; 4]>> = self.native_nets.keys().collect::<Result<_, _>>()?;
+        for key in have {
+            if !want.contains_key(&(key.prefix_len(), key.data())) {
+                crate::maps::removed_or_absent(self.native_nets.remove(&key))?;
+            }
+        }
+        for ((len, addr), kinds) in want {
+            self.native_nets.insert(&Key::new(len, addr), kinds, 0)?;
+        }
+        Ok(())
+    }
+
+    /// The native-routing CIDRs `up` was given.
+    pub fn native_cidrs(&self) -> Result<Vec<Ipv4Net>> {
+        let mut out = Vec::new();
+        for item in self.native_nets.iter() {
+            let (key, kinds) = item?;
+            if kinds & ebridge_common::routing::NATIVE_GIVEN != 0 {
+                out.push(Ipv4Net::new(key.data().into(), key.prefix_len() as u8)?);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn prefix_key(net: &Ipv4Net) -> (u32, [u8; 4]) {
+    (u32::from(net.prefix_len()), net.network().octets())
 }

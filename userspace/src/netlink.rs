@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 use netlink_packet_route::{
     address::AddressAttribute,
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
-    route::{RouteAddress, RouteAttribute, RouteMessage},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
     AddressFamily,
 };
 use rtnetlink::{
@@ -96,6 +96,9 @@ pub struct Route {
     pub destination: Ipv4Net,
     pub oif: Option<u32>,
     pub gateway: Option<Ipv4Addr>,
+    /// Unreachable, blackhole and prohibit routes lead nowhere: they
+    /// catch what no real route takes.
+    pub leads_somewhere: bool,
 }
 
 pub struct Netlink {
@@ -320,10 +323,41 @@ impl Netlink {
                     destination,
                     oif,
                     gateway,
+                    leads_somewhere: !matches!(
+                        msg.header.kind,
+                        RouteType::Unreachable | RouteType::BlackHole | RouteType::Prohibit
+                    ),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// `ip route add unreachable NET` (main table): what falls into it gets
+    /// ICMP unreachable instead of the default route.
+    pub async fn add_unreachable_route(&self, net: Ipv4Net) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(net.network(), net.prefix_len())
+            .kind(RouteType::Unreachable)
+            .build();
+        match self.handle.route().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot add unreachable route {net}"))),
+        }
+    }
+
+    /// Removes the unreachable route for `net`, if there is one.
+    pub async fn del_unreachable_route(&self, net: Ipv4Net) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(net.network(), net.prefix_len())
+            .kind(RouteType::Unreachable)
+            .build();
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(errno(&e), Some(libc::ESRCH) | Some(libc::ENOENT)) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot remove unreachable route {net}"))),
+        }
     }
 
     pub async fn add_default_route(&self, gateway: Ipv4Addr, oif: u32) -> Result<()> {

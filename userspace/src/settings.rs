@@ -87,6 +87,27 @@ pub fn subnet(text: &str) -> Result<Ipv4Net> {
     Ok(net)
 }
 
+/// Any IPv4 network in CIDR form (a route's destination), host bits clear.
+pub fn cidr(what: &str, text: &str) -> Result<Ipv4Net> {
+    let net: Ipv4Net = text.parse().map_err(|_| {
+        usage(format!(
+            "{what} '{text}' is not an IPv4 CIDR; expected something like 10.244.0.0/16"
+        ))
+    })?;
+    if net.addr() != net.network() {
+        return Err(usage(format!(
+            "{what} {net} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    if net.prefix_len() == 0 {
+        return Err(usage(format!(
+            "{what} {net} would route everything natively, masquerading nothing; use --no-masquerade for that"
+        )));
+    }
+    Ok(net)
+}
+
 pub fn ipv4(what: &str, text: &str) -> Result<Ipv4Addr> {
     text.parse().map_err(|_| {
         usage(format!(

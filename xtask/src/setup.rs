@@ -39,6 +39,8 @@ const APT_PACKAGES: &[&str] = &[
     "golang-github-containers-common",
     "catatonit",
     "containerd",
+    // BGP between cluster nodes (shared/BIRD.md): routes ebridge follows.
+    "bird2",
 ];
 
 pub fn run() -> Result<()> {

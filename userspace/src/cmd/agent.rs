@@ -172,14 +172,17 @@ fn timeouts(args: &AgentArgs) -> Timeouts {
 }
 
 async fn housekeeping(maps: &mut DatapathMaps, nl: &Netlink, timeouts: &Timeouts) -> Result<()> {
-    // Addresses come and go; "published on every address" follows them.
-    let addrs: Vec<Ipv4Addr> = nl
-        .ipv4_addresses()
-        .await?
-        .iter()
-        .map(|a| a.net.addr())
-        .collect();
+    // Addresses come and go; "published on every address" and the
+    // networks whose hosts may reach containers directly follow them.
+    let link_addrs = nl.ipv4_addresses().await?;
+    let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
     maps.sync_node_addrs(&addrs)?;
+    let native = maps.native_cidrs()?;
+    if !native.is_empty() {
+        let cfg = maps.read_config()?;
+        let subnet = ipnet::Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
+        maps.sync_native_nets(&native, &super::up::node_networks(&link_addrs, subnet))?;
+    }
     let now = monotonic_ns();
     let report = nat::gc(maps, timeouts, now)?;
     if report.expired > 0 || report.orphans > 0 {

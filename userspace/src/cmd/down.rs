@@ -34,6 +34,9 @@ pub async fn run(bridge: &str) -> Result<()> {
     for record in &st.endpoints {
         remove_endpoint(bridge, record, Some(&mut maps), &nl).await?;
     }
+    for net in maps.native_cidrs()? {
+        nl.del_unreachable_route(net).await?;
+    }
     // Only the bridge ebridge made: same index, same name, a bridge.
     if let Some(link) = nl.link_by_index(cfg.bridge_ifindex).await? {
         if link.name == bridge && link.kind == Some(InfoKind::Bridge) {

@@ -175,6 +175,11 @@ async fn config(
         // is given one below 1024 (false: --nat-ports maps every port).
         "nat_privileged_kept": cfg.flags & ebridge_common::config::CONFIG_F_NAT_PORTS_GIVEN == 0,
         "nat_entries": cfg.nat_entries,
+        "native_routing_cidrs": maps
+            .native_cidrs()?
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         "fdb_ageing_secs": cfg.fdb_ageing_ns / 1_000_000_000,
         "pin_dir": crate::pins::bridge_dir(bridge),
     });

@@ -2,7 +2,10 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
-    config::{BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE, CONFIG_F_NAT_PORTS_GIVEN},
+    config::{
+        BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE, CONFIG_F_NATIVE_ROUTING,
+        CONFIG_F_NAT_PORTS_GIVEN,
+    },
     fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
 };
 use ipnet::Ipv4Net;
@@ -33,6 +36,7 @@ pub struct Requested {
     pub nat_ports: Option<String>,
     pub nat_entries: Option<u32>,
     pub xdp: Option<XdpMode>,
+    pub native_routing_cidrs: Option<Vec<String>>,
 }
 
 impl From<&UpArgs> for Requested {
@@ -49,6 +53,8 @@ impl From<&UpArgs> for Requested {
             nat_ports: args.nat_ports.clone(),
             nat_entries: args.nat_entries,
             xdp: args.xdp,
+            native_routing_cidrs: (!args.native_routing_cidr.is_empty())
+                .then(|| args.native_routing_cidr.clone()),
         }
     }
 }
@@ -72,6 +78,7 @@ struct Plan {
     nat_ports_given: bool,
     nat_entries: u32,
     xdp: XdpMode,
+    native_cidrs: Vec<Ipv4Net>,
 }
 
 fn plan(args: &Requested) -> Result<Plan> {
@@ -105,7 +112,40 @@ fn plan(args: &Requested) -> Result<Plan> {
         nat_ports_given: args.nat_ports.is_some(),
         nat_entries,
         xdp: args.xdp.unwrap_or_default(),
+        native_cidrs: native_cidrs(args.native_routing_cidrs.as_deref().unwrap_or_default())?,
     })
+}
+
+/// Parsed and sorted, duplicates refused.
+fn native_cidrs(texts: &[String]) -> Result<Vec<Ipv4Net>> {
+    let mut out = Vec::new();
+    for text in texts {
+        let net = settings::cidr("native-routing CIDR", text)?;
+        if out.contains(&net) {
+            return Err(usage(format!(
+                "native-routing CIDR {net} is given twice; give each once"
+            )));
+        }
+        out.push(net);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The networks the node is on (for native routing, their hosts may reach
+/// containers directly), but the containers' own subnet and loopback.
+pub(crate) fn node_networks(
+    addrs: &[crate::netlink::LinkAddress],
+    subnet: Ipv4Net,
+) -> Vec<Ipv4Net> {
+    let mut nets: Vec<Ipv4Net> = addrs
+        .iter()
+        .map(|a| a.net.trunc())
+        .filter(|n| *n != subnet && !n.addr().is_loopback())
+        .collect();
+    nets.sort();
+    nets.dedup();
+    nets
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
@@ -233,7 +273,12 @@ async fn check_environment(
         }
     }
     for route in nl.ipv4_routes().await? {
-        if route.destination.prefix_len() > 0 && overlaps(route.destination, plan.subnet) {
+        // Unreachable/blackhole catch-alls (ebridge's own for a native
+        // CIDR, or an operator's for the cluster CIDR) hold no network.
+        if route.leads_somewhere
+            && route.destination.prefix_len() > 0
+            && overlaps(route.destination, plan.subnet)
+        {
             return Err(usage(format!(
                 "subnet {} overlaps the route to {}; choose a --subnet that does not",
                 plan.subnet, route.destination
@@ -273,6 +318,16 @@ async fn create(nl: &Netlink, args: &Requested, plan: &Plan) -> Result<UpSummary
             plan.nat_ports.0, plan.nat_ports.1, plan.nat_entries
         ));
     }
+    if !plan.native_cidrs.is_empty() {
+        lines.push(format!(
+            "native routing (no masquerade, direct delivery) for {}",
+            plan.native_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if plan.xdp != XdpMode::Off {
         lines.push(format!(
             "reverse NAT in XDP on {} ({} mode)",
@@ -305,6 +360,9 @@ async fn bring_up_datapath(
         flags |= CONFIG_F_ICC;
     }
     flags |= xdp::config_flags(plan.xdp);
+    if !plan.native_cidrs.is_empty() {
+        flags |= CONFIG_F_NATIVE_ROUTING;
+    }
     let cfg = BridgeConfig {
         gateway_ipv4: plan.gateway.octets(),
         subnet_ipv4: plan.subnet.network().octets(),
@@ -333,14 +391,19 @@ async fn bring_up_datapath(
         };
         maps.fdb.insert(MacAddr { octets: mac }, local, 0)?;
     }
-    let addrs: Vec<Ipv4Addr> = nl
-        .ipv4_addresses()
-        .await?
-        .iter()
-        .map(|a| a.net.addr())
-        .collect();
+    let link_addrs = nl.ipv4_addresses().await?;
+    let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
     let mut maps = DatapathMaps::open(&plan.bridge)?;
     maps.sync_node_addrs(&addrs)?;
+    if !plan.native_cidrs.is_empty() {
+        maps.sync_native_nets(&plan.native_cidrs, &node_networks(&link_addrs, plan.subnet))?;
+        // As Calico's blackhole routes for its pools: a node subnet whose
+        // route is withdrawn is unreachable (ICMP to the pod), instead of
+        // the default route taking pod-sourced packets out.
+        for net in &plan.native_cidrs {
+            nl.add_unreachable_route(*net).await?;
+        }
+    }
     if plan.masquerade {
         crate::node_flows::hold_existing(&mut maps, uplink_ip, super::show::monotonic_ns())?;
     }
@@ -421,6 +484,26 @@ async fn already_up(
             "nat-entries {} (asked {})",
             cfg.nat_entries, plan.nat_entries
         ));
+    }
+    if args.native_routing_cidrs.is_some() {
+        let live = DatapathMaps::open(&plan.bridge)?.native_cidrs()?;
+        if live != plan.native_cidrs {
+            let show = |v: &[Ipv4Net]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            };
+            diffs.push(format!(
+                "native-routing CIDRs {} (asked {})",
+                show(&live),
+                show(&plan.native_cidrs)
+            ));
+        }
     }
     let live_xdp = xdp::mode_of(cfg.flags);
     if args.xdp.is_some() && plan.xdp != live_xdp {

@@ -164,6 +164,29 @@ fn requested(obj: &Map<String, Value>) -> Result<Requested, Error> {
                 })
         })
         .transpose()?;
+    let native_routing_cidrs = match obj.get("nativeRoutingCIDRs") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|v| match v {
+                    Value::String(s) => {
+                        checked(
+                            "nativeRoutingCIDRs",
+                            v,
+                            settings::cidr("native-routing CIDR", s).map(|_| ()),
+                        )?;
+                        Ok(s.clone())
+                    }
+                    _ => Err(invalid(
+                        "nativeRoutingCIDRs",
+                        v,
+                        "a CIDR such as \"10.244.0.0/16\"",
+                    )),
+                })
+                .collect::<Result<Vec<_>, Error>>()?,
+        ),
+        Some(v) => return Err(invalid("nativeRoutingCIDRs", v, "a list of CIDRs")),
+    };
     Ok(Requested {
         bridge,
         subnet,
@@ -176,6 +199,7 @@ fn requested(obj: &Map<String, Value>) -> Result<Requested, Error> {
         nat_ports,
         nat_entries,
         xdp: None,
+        native_routing_cidrs,
     })
 }
 

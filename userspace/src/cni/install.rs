@@ -89,6 +89,9 @@ fn conflist(args: &CniInstallArgs) -> Result<Value> {
             plugin.insert(key.into(), v);
         }
     }
+    if !up.native_routing_cidr.is_empty() {
+        plugin.insert("nativeRoutingCIDRs".into(), json!(up.native_routing_cidr));
+    }
     if up.no_masquerade {
         plugin.insert("ipMasq".into(), json!(false));
     }

@@ -1,5 +1,6 @@
 //! Test fixtures: network namespaces made per test and always removed, and
 //! a handle to run the `ebridge` binary inside them.
+pub mod cluster;
 pub mod cni;
 pub mod containerd;
 pub mod lab;

@@ -119,11 +119,9 @@ fn pods_on_different_nodes_talk_by_their_own_addresses_on_the_fast_path() {
     }
 
     // UDP: the server sees the client pod's own address.
-    let udp_server = format!(
-        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 7000))\n\
-         s.settimeout(10)\nd, a = s.recvfrom(100)\ns.sendto(d, a)\nprint(a[0])\n"
-    );
-    let server = Bg::python(&p2, &udp_server);
+    let udp_server = "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 7000))\n\
+         s.settimeout(10)\nd, a = s.recvfrom(100)\ns.sendto(d, a)\nprint(a[0])\n";
+    let server = Bg::python(&p2, udp_server);
     thread::sleep(Duration::from_millis(400));
     let client = format!(
         "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(3)\n\

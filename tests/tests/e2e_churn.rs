@@ -3,8 +3,12 @@
 //! a client whose ephemeral range is 1024-65535 reuses every port within
 //! seconds while the server keeps TIME_WAIT, so NAT must give it its own
 //! ports (MASQUERADE's range) and reopen TIME_WAIT flows on a new SYN.
-//! Rates are compared within one run of this test only (the issue's
-//! regression fell twentyfold, far outside this machine's noise).
+//! The collapse this guards against showed as SYNs dropped for want of a
+//! port (`drop-nat-no-port`, wrk's connect timeouts) and a rate falling
+//! twentyfold; those are checked. Rates are compared within one run of
+//! this test only, against a bound (0.3x the first run) far outside this
+//! shared machine's noise — 4-second runs here swing by ±40 % when other
+//! work runs beside them; the benchmark measures the ratio properly.
 use std::{thread, time::Duration};
 
 use ebridge_tests::{
@@ -41,8 +45,9 @@ fn nginx(lab: &Lab) -> (Bg, std::path::PathBuf) {
     (bg, dir)
 }
 
-/// One `wrk` run of `secs` with a new connection per request; requests/s.
-fn wrk_run(lab: &Lab, netns: &str, secs: u32) -> f64 {
+/// One `wrk` run of `secs` with a new connection per request: requests/s
+/// and the socket errors wrk counted (connect, read, write, timeout).
+fn wrk_run(lab: &Lab, netns: &str, secs: u32) -> (f64, String) {
     let out = lab.exec_ok(
         netns,
         &[
@@ -55,10 +60,19 @@ fn wrk_run(lab: &Lab, netns: &str, secs: u32) -> f64 {
             &format!("http://{SERVER_IP}:8080/"),
         ],
     );
-    out.lines()
+    let rate = out
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no rate in wrk's output: {out}"))
+        .unwrap_or_else(|| panic!("no rate in wrk's output: {out}"));
+    // Present only when wrk saw any.
+    let errors = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Socket errors:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (rate, errors)
 }
 
 #[test]
@@ -73,17 +87,30 @@ fn six_back_to_back_churn_runs_hold_their_rate() {
     let _agent = Agent::start(&lab, &[]);
     let (server, dir) = nginx(&lab);
 
-    let rates: Vec<f64> = (0..6).map(|_| wrk_run(&lab, &c, 4)).collect();
+    let runs: Vec<(f64, String)> = (0..6).map(|_| wrk_run(&lab, &c, 4)).collect();
+    let rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
 
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("connections/s per run: {rates:?}");
     let first = rates[0];
     assert!(first > 0.0);
-    for (i, r) in rates.iter().enumerate() {
+    for (i, (r, errors)) in runs.iter().enumerate() {
         assert!(
-            *r >= 0.6 * first,
+            *r >= 0.3 * first,
             "run {} fell to {r:.0}/s from {first:.0}/s: {rates:?}",
+            i + 1
+        );
+        // In the collapse, SYNs went unanswered: wrk counted connect
+        // errors and timeouts.
+        assert!(
+            !errors.contains("connect") || errors.contains("connect 0,"),
+            "run {}: {errors}",
+            i + 1
+        );
+        assert!(
+            !errors.contains("timeout") || errors.ends_with("timeout 0"),
+            "run {}: {errors}",
             i + 1
         );
     }

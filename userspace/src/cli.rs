@@ -14,8 +14,37 @@ The protocol defaults to tcp; HOSTIP 0.0.0.0 or none means every node address.";
 #[derive(Parser, Debug)]
 #[command(name = "ebridge", version, about)]
 pub struct Cli {
+    /// How log lines on stderr are written: text for people, json (one
+    /// object per line: timestamp, level, target, message) for collectors.
+    /// What is logged: RUST_LOG, else info and above for `agent`, warnings
+    /// and errors for the other commands.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `[timestamp LEVEL target] message`
+    #[default]
+    Text,
+    /// `{"timestamp":…,"level":…,"target":…,"message":…}`
+    Json,
+}
+
+/// The shells `ebridge completions` writes for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -63,6 +92,20 @@ pub enum Command {
     Cni {
         #[command(subcommand)]
         command: CniCommand,
+    },
+    /// Print a shell completion script, e.g.
+    /// `ebridge completions bash > /etc/bash_completion.d/ebridge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write man pages for ebridge and every subcommand (ebridge.1,
+    /// ebridge-up.1, ebridge-endpoint-add.1, ...).
+    Man {
+        /// Directory to write them to, created if missing, e.g.
+        /// /usr/local/share/man/man1.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -238,6 +281,9 @@ pub struct AgentArgs {
     /// Stop after this many seconds (tests, demos); runs until killed otherwise.
     #[arg(long = "run-for", value_name = "SECONDS")]
     pub run_for: Option<u64>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9965).
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Idle time after which a TCP flow that has only sent its SYN expires
     /// (nf_conntrack_tcp_timeout_syn_sent).
     #[arg(long, default_value_t = 120, value_name = "SECONDS", value_parser = timeout())]

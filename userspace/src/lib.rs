@@ -1,5 +1,6 @@
 //! The `ebridge` library: the CLI's commands, and the pieces a CNI plugin or
 //! the agent reuse.
+pub mod agent;
 pub mod batch;
 pub mod cli;
 pub mod cmd;

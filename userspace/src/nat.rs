@@ -189,33 +189,37 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
             if is_reservation(&k, &e) {
                 return reservation_view(&k, &e, now_ns);
             }
-            let (state, flags) = flow_state(&e, p.reply.as_ref().map(|(_, r)| r));
-            let (rp, rb, rseen) = p
-                .reply
-                .map(|(_, r)| (r.packets, r.bytes, r.last_seen_ns))
-                .unwrap_or_default();
-            let last = e.last_seen_ns.max(rseen);
-            FlowView {
-                owner: owner_label(e.owner),
-                proto: proto_label(k.proto),
-                state: state_label(k.proto, state, flags),
-                src: Ipv4Addr::from(k.saddr),
-                dst: Ipv4Addr::from(k.daddr),
-                sport: port(k.sport),
-                dport: port(k.dport),
-                nat_src: Ipv4Addr::from(e.addr),
-                nat_sport: port(e.port),
-                age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
-                idle_secs: now_ns.saturating_sub(last) as f64 / 1e9,
-                packets: e.packets,
-                bytes: e.bytes,
-                reply_packets: rp,
-                reply_bytes: rb,
-            }
+            flow_view(&k, &e, p.reply.as_ref().map(|(_, r)| r), now_ns)
         })
         .collect();
     flows.sort_by_key(|f| (f.src, f.sport, f.dst, f.dport));
     Ok(flows)
+}
+
+/// A flow of two entries as `conntrack -L` shows it.
+fn flow_view(k: &NatKey, e: &NatEntry, reply: Option<&NatEntry>, now_ns: u64) -> FlowView {
+    let (state, flags) = flow_state(e, reply);
+    let (rp, rb, rseen) = reply
+        .map(|r| (r.packets, r.bytes, r.last_seen_ns))
+        .unwrap_or_default();
+    let last = e.last_seen_ns.max(rseen);
+    FlowView {
+        owner: owner_label(e.owner),
+        proto: proto_label(k.proto),
+        state: state_label(k.proto, state, flags),
+        src: Ipv4Addr::from(k.saddr),
+        dst: Ipv4Addr::from(k.daddr),
+        sport: port(k.sport),
+        dport: port(k.dport),
+        nat_src: Ipv4Addr::from(e.addr),
+        nat_sport: port(e.port),
+        age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
+        idle_secs: now_ns.saturating_sub(last) as f64 / 1e9,
+        packets: e.packets,
+        bytes: e.bytes,
+        reply_packets: rp,
+        reply_bytes: rb,
+    }
 }
 
 /// A reservation seen from the side that sent it: the node (or the other
@@ -246,6 +250,27 @@ pub struct GcReport {
     pub expired: usize,
     pub orphans: usize,
     pub live: usize,
+    /// Entries the table held when the pass read it.
+    pub entries: usize,
+    /// Live flows by (owner, protocol, state), as the pass found them: what
+    /// metrics report without walking the table on a scrape.
+    pub live_by: std::collections::BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// The flows this pass expired, for `ebridge monitor`.
+    pub expired_flows: Vec<ExpiredFlow>,
+}
+
+/// A flow the GC removed, as `ebridge monitor` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpiredFlow {
+    pub owner: &'static str,
+    pub proto: &'static str,
+    pub state: &'static str,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+    pub nat_src: Ipv4Addr,
+    pub nat_sport: u16,
 }
 
 /// Reply entries younger than this may belong to a flow whose original
@@ -258,7 +283,14 @@ const ORPHAN_GRACE_NS: u64 = 2_000_000_000;
 /// original entry claims a fresh port, as after any expiry.
 pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<GcReport> {
     let (pairs, orphans) = pairs(maps)?;
-    let mut report = GcReport::default();
+    let mut report = GcReport {
+        entries: pairs
+            .iter()
+            .map(|p| 1 + usize::from(p.reply.is_some()))
+            .sum::<usize>()
+            + orphans.len(),
+        ..GcReport::default()
+    };
     let mut doomed = Vec::new();
     for p in pairs {
         let (key, entry) = p.original;
@@ -267,13 +299,35 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
         });
         let (state, flags) = flow_state(&entry, p.reply.as_ref().map(|(_, r)| r));
         let timeout = timeouts.for_flow(key.proto, state, flags);
+        let labels = (
+            owner_label(entry.owner),
+            proto_label(key.proto),
+            state_label(key.proto, state, flags),
+        );
         if now_ns.saturating_sub(last) > timeout.as_nanos() as u64 {
+            let view = if is_reservation(&key, &entry) {
+                reservation_view(&key, &entry, now_ns)
+            } else {
+                flow_view(&key, &entry, p.reply.as_ref().map(|(_, r)| r), now_ns)
+            };
+            report.expired_flows.push(ExpiredFlow {
+                owner: labels.0,
+                proto: labels.1,
+                state: labels.2,
+                src: view.src,
+                sport: view.sport,
+                dst: view.dst,
+                dport: view.dport,
+                nat_src: view.nat_src,
+                nat_sport: view.nat_sport,
+            });
             doomed.push(key);
             if let Some((rkey, _)) = p.reply {
                 doomed.push(rkey);
             }
             report.expired += 1;
         } else {
+            *report.live_by.entry(labels).or_default() += 1;
             report.live += 1;
         }
     }
@@ -287,9 +341,11 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
     Ok(report)
 }
 
-/// Removes every entry that names the container at `addr` on either side
-/// (its endpoint is going): masqueraded, inbound and hairpin flows alike.
-pub fn forget_endpoint(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
+/// Removes every entry that names `addr` on either side: a container's
+/// whose endpoint is going (masqueraded, inbound and hairpin flows alike),
+/// or the uplink's old address after it changed (as MASQUERADE flushes its
+/// conntrack entries then).
+pub fn forget_address(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
     let addr = addr.octets();
     let doomed: Vec<NatKey> = maps
         .nat_entries()?

@@ -58,6 +58,25 @@ pub fn lock(bridge: &str) -> Result<StateLock> {
     Ok(StateLock { _file: file })
 }
 
+/// The lock of a bridge whose state exists, without making it: None when
+/// the bridge is down (or went down while this waited for the lock).
+pub fn lock_existing(bridge: &str) -> Result<Option<StateLock>> {
+    let path = state_dir(bridge).join("lock");
+    let file = match File::options().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    // SAFETY: valid fd; blocks until the lock is ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot lock the bridge state");
+    }
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(StateLock { _file: file }))
+}
+
 pub fn load(bridge: &str) -> Result<BridgeState> {
     let path = state_file(bridge);
     match fs::read(&path) {

@@ -7,11 +7,13 @@
 use std::{
     net::Ipv4Addr,
     os::{linux::net::SocketAddrExt, unix::fs::MetadataExt},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
+    config::CONFIG_F_MASQUERADE,
     fdb::FDB_F_LOCAL,
     maps::{MAP_CONFIG, PROG_ENDPOINT},
     nat::proto_label,
@@ -19,13 +21,18 @@ use ebridge_common::{
 
 use super::{open_live_bridge, show::monotonic_ns};
 use crate::{
+    agent::{
+        events::{self, Change},
+        metrics,
+        report::{self, Report},
+    },
     cli::AgentArgs,
     datapath,
     error::usage,
     maps::DatapathMaps,
     nat::{self, Timeouts},
     netlink::Netlink,
-    pins,
+    pins, state,
 };
 
 const TICK: Duration = Duration::from_millis(250);
@@ -90,30 +97,52 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let mut attached = Some(attach(&bridge).await?);
     let _claim = claim_bridge(&bridge)?;
     let timeouts = timeouts(&args);
-    eprintln!(
-        "ebridge agent: bridge {bridge}, NAT gc every {}s",
+    let report = Arc::new(Mutex::new(Report::new()));
+    if let Some(addr) = args.metrics_addr {
+        let source = metrics::Source {
+            bridge: bridge.clone(),
+            report: report.clone(),
+        };
+        // Bind now: a taken port is the operator's to hear about at start.
+        let listener = metrics::bind(addr).await?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, source).await {
+                say(format_args!("metrics endpoint stopped: {e:#}"));
+            }
+        });
+        say(format_args!("metrics on http://{addr}/metrics"));
+    }
+    let mut changes = events::subscribe()?;
+    say(format_args!(
+        "bridge {bridge}, NAT gc every {}s",
         args.gc_interval
-    );
+    ));
     let started = Instant::now();
     let gc_every = Duration::from_secs(args.gc_interval.max(1));
     let mut last_gc = Instant::now() - gc_every;
     let mut interval = tokio::time::interval(TICK);
     loop {
-        tokio::select! {
-            _ = interval.tick() => {}
+        let change = tokio::select! {
+            _ = interval.tick() => None,
+            Some(change) = changes.recv() => Some(change),
             _ = tokio::signal::ctrl_c() => break,
-        }
+        };
         attached = follow(&bridge, attached).await;
         if let Some(a) = attached.as_mut() {
             if let Some(logger) = a.logger.as_mut() {
                 logger.flush();
             }
+            // A change can meet a datapath being taken down under it; the
+            // next tick's follow() sorts that out.
+            if let Some(change) = change {
+                if let Err(e) = on_change(&bridge, a, change).await {
+                    say(format_args!("handling a node change failed: {e:#}"));
+                }
+            }
             if last_gc.elapsed() >= gc_every {
                 last_gc = Instant::now();
-                // A pass can meet a datapath being taken down under it;
-                // the next tick's follow() sorts that out.
-                if let Err(e) = housekeeping(&mut a.maps, &a.nl, &timeouts).await {
-                    eprintln!("ebridge agent: housekeeping pass failed: {e:#}");
+                if let Err(e) = housekeeping(&bridge, a, &timeouts, &report).await {
+                    say(format_args!("housekeeping pass failed: {e:#}"));
                 }
             }
         }
@@ -124,7 +153,90 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             break;
         }
     }
-    eprintln!("ebridge agent: stopped");
+    say(format_args!("stopped"));
+    Ok(())
+}
+
+/// One line of the agent's log.
+fn say(line: std::fmt::Arguments<'_>) {
+    eprintln!("ebridge agent: {line}");
+}
+
+/// What the kernel told us changed, acted on at once.
+async fn on_change(bridge: &str, a: &mut Attached, change: Change) -> Result<()> {
+    match change {
+        Change::Addresses => sync_addresses(&mut a.maps, &a.nl).await,
+        Change::LinkGone(index) => veth_gone(bridge, a, index).await,
+    }
+}
+
+/// Node addresses: "published on every address" answers on them, native
+/// routing trusts their networks, and the uplink's is the masquerade
+/// address — when it changes, the datapath takes the new one and the flows
+/// on the old one go, as MASQUERADE flushes its conntrack entries.
+async fn sync_addresses(maps: &mut DatapathMaps, nl: &Netlink) -> Result<()> {
+    let link_addrs = nl.ipv4_addresses().await?;
+    let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
+    maps.sync_node_addrs(&addrs)?;
+    let mut cfg = maps.read_config()?;
+    let native = maps.native_cidrs()?;
+    if !native.is_empty() {
+        let subnet = ipnet::Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
+        maps.sync_native_nets(&native, &super::up::node_networks(&link_addrs, subnet))?;
+    }
+    if cfg.flags & CONFIG_F_MASQUERADE == 0 {
+        return Ok(());
+    }
+    let on_uplink: Vec<Ipv4Addr> = link_addrs
+        .iter()
+        .filter(|a| a.link_index == cfg.uplink_ifindex)
+        .map(|a| a.net.addr())
+        .collect();
+    let old = Ipv4Addr::from(cfg.uplink_ipv4);
+    if on_uplink.contains(&old) {
+        return Ok(());
+    }
+    let new = on_uplink.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    cfg.uplink_ipv4 = new.octets();
+    maps.config
+        .set(0, cfg, 0)
+        .context("cannot write the config map")?;
+    let removed = if old.is_unspecified() {
+        0
+    } else {
+        nat::forget_address(maps, old)?
+    };
+    say(format_args!(
+        "uplink address {old} is gone; masquerading behind {new} now, {removed} NAT entries on {old} removed"
+    ));
+    Ok(())
+}
+
+/// A host veth deleted behind ebridge's back: its endpoint, FDB entries,
+/// ports and flows go too, as `endpoint rm` would remove them.
+async fn veth_gone(bridge: &str, a: &mut Attached, index: u32) -> Result<()> {
+    let Ok(ep) = a.maps.endpoints.get(&index, 0) else {
+        return Ok(());
+    };
+    // `down` and `endpoint rm` hold this lock while they delete veths.
+    let Some(_lock) = state::lock_existing(bridge)? else {
+        return Ok(());
+    };
+    // Looked up again under the lock: `endpoint rm` may have done the work.
+    if a.maps.endpoints.get(&index, 0).is_err() {
+        return Ok(());
+    }
+    let mut st = state::load(bridge)?;
+    let Some(pos) = st.endpoints.iter().position(|r| r.ipv4.octets() == ep.ipv4) else {
+        return Ok(());
+    };
+    let record = st.endpoints.remove(pos);
+    super::endpoint::remove_endpoint(bridge, &record, Some(&mut a.maps), &a.nl).await?;
+    state::save(bridge, &st)?;
+    say(format_args!(
+        "host veth {} of endpoint {} was deleted; the endpoint, its ports and flows are removed",
+        record.host_veth, record.name
+    ));
     Ok(())
 }
 
@@ -135,20 +247,22 @@ async fn follow(bridge: &str, attached: Option<Attached>) -> Option<Attached> {
     match (attached, now) {
         (Some(a), Some(pin)) if a.pin == pin => Some(a),
         (Some(_), None) => {
-            eprintln!("ebridge agent: bridge {bridge} went down; waiting for it to come back");
+            say(format_args!(
+                "bridge {bridge} went down; waiting for it to come back"
+            ));
             None
         }
         (None, None) => None,
         (old, Some(_)) => match attach(bridge).await {
             Ok(a) => {
-                eprintln!(
-                    "ebridge agent: bridge {bridge} is {}; following its new datapath",
+                say(format_args!(
+                    "bridge {bridge} is {}; following its new datapath",
                     if old.is_some() {
                         "replaced"
                     } else {
                         "up again"
                     }
-                );
+                ));
                 Some(a)
             }
             // Half made (`up` still running): try again next tick.
@@ -171,32 +285,54 @@ fn timeouts(args: &AgentArgs) -> Timeouts {
     }
 }
 
-async fn housekeeping(maps: &mut DatapathMaps, nl: &Netlink, timeouts: &Timeouts) -> Result<()> {
-    // Addresses come and go; "published on every address" and the
-    // networks whose hosts may reach containers directly follow them.
-    let link_addrs = nl.ipv4_addresses().await?;
-    let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
-    maps.sync_node_addrs(&addrs)?;
-    let native = maps.native_cidrs()?;
-    if !native.is_empty() {
-        let cfg = maps.read_config()?;
-        let subnet = ipnet::Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
-        maps.sync_native_nets(&native, &super::up::node_networks(&link_addrs, subnet))?;
-    }
+async fn housekeeping(
+    bridge: &str,
+    a: &mut Attached,
+    timeouts: &Timeouts,
+    report: &Mutex<Report>,
+) -> Result<()> {
+    // Netlink tells of changes as they happen; a pass also catches what a
+    // lost event or a restart missed.
+    sync_addresses(&mut a.maps, &a.nl).await?;
+    let maps = &mut a.maps;
+    let started = Instant::now();
     let now = monotonic_ns();
-    let report = nat::gc(maps, timeouts, now)?;
-    if report.expired > 0 || report.orphans > 0 {
-        eprintln!(
-            "ebridge agent: nat gc: {} expired, {} orphaned, {} live",
-            report.expired, report.orphans, report.live
-        );
+    let gc = nat::gc(maps, timeouts, now)?;
+    if gc.expired > 0 || gc.orphans > 0 {
+        say(format_args!(
+            "nat gc: {} expired, {} orphaned, {} live",
+            gc.expired, gc.orphans, gc.live
+        ));
     }
     report_exhaustion(maps)?;
     let aged = age_fdb(maps, now)?;
     if aged > 0 {
-        eprintln!("ebridge agent: fdb: {aged} entries aged out");
+        say(format_args!("fdb: {aged} entries aged out"));
     }
-    Ok(())
+    let seconds = started.elapsed().as_secs_f64();
+    let cfg = maps.read_config()?;
+    let counts = (
+        maps.fdb.keys().count() as u64,
+        maps.endpoints.keys().count() as u64,
+        maps.publish.keys().count() as u64,
+    );
+    let snapshot = {
+        let mut r = match report.lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        r.gc_runs += 1;
+        r.gc_removed_entries += (2 * gc.expired + gc.orphans) as u64;
+        r.gc_seconds_total += seconds;
+        r.gc_last_seconds = seconds;
+        r.last_gc_unix_ms = report::unix_ms();
+        r.nat_entries = gc.entries as u64;
+        r.nat_capacity = u64::from(cfg.nat_entries);
+        r.set_live_flows(&gc.live_by);
+        (r.fdb_entries, r.endpoints, r.published_ports) = counts;
+        r.clone()
+    };
+    snapshot.save(bridge)
 }
 
 /// One line per destination that ran out of NAT ports since the last pass
@@ -208,13 +344,13 @@ fn report_exhaustion(maps: &mut DatapathMaps) -> Result<()> {
         seen.push(item.context("cannot read the nat_no_port map")?);
     }
     for (key, count) in seen {
-        eprintln!(
-            "ebridge agent: no free NAT port: {} new flow(s) to {}:{}/{} dropped since the last pass (every port of the range is in use towards it)",
+        say(format_args!(
+            "no free NAT port: {} new flow(s) to {}:{}/{} dropped since the last pass (every port of the range is in use towards it)",
             count.drops,
             Ipv4Addr::from(key.daddr),
             u16::from_be(key.dport),
             proto_label(key.proto)
-        );
+        ));
         let _ = maps.nat_no_port.remove(&key);
     }
     Ok(())

@@ -430,7 +430,7 @@ pub async fn remove_endpoint(
             super::publish::uninstall(maps, &spec)?;
         }
         datapath::detach_endpoint(bridge, &record.host_veth)?;
-        crate::nat::forget_endpoint(maps, record.ipv4)?;
+        crate::nat::forget_address(maps, record.ipv4)?;
         let mac = ipam::parse_mac(&record.mac).unwrap_or_default();
         // The maps remember the host veth's index after the veth is gone.
         let ifindex = match &veth {
@@ -479,7 +479,7 @@ pub async fn remove_unrecorded(
             crate::maps::removed_or_absent(maps.publish.remove(key))?;
         }
         let ip = Ipv4Addr::from(ep.ipv4);
-        crate::nat::forget_endpoint(maps, ip)?;
+        crate::nat::forget_address(maps, ip)?;
         forget(maps, link.index, ip, ep.mac)?;
     }
     datapath::detach_endpoint(bridge, host_veth)?;

@@ -118,6 +118,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         load_bin: workspace_root().join("target/release/bench-load"),
         secs,
         cpus: cpu::two_cpus()?,
+        source: source(),
     };
     reap::reap_stale_runs();
     cni::record::reap_dead();
@@ -239,6 +240,7 @@ fn run_scenario(scenario: Scenario, ctx: &Ctx, reps: u32, run_id: &str, quick: b
         secs: ctx.secs,
         cpus: ctx.cpus,
         kernel: sh("uname", &["-r"])?.trim().to_string(),
+        source: ctx.source.clone(),
         iperf3: sh("iperf3", &["--version"])
             .unwrap_or_default()
             .lines()
@@ -369,6 +371,34 @@ fn one_off_costs(topologies: &[Topology]) -> Vec<Extra> {
         }
     }
     out
+}
+
+/// The commit the binaries were just built from, and whether the working
+/// tree (shared with others) had changes to the product then.
+fn source() -> String {
+    let root = crate::util::workspace_root().display().to_string();
+    let head = sh("git", &["-C", &root, "rev-parse", "--short", "HEAD"])
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let dirty = sh(
+        "git",
+        &[
+            "-C",
+            &root,
+            "status",
+            "--porcelain",
+            "--",
+            "userspace",
+            "ebpf",
+            "common",
+        ],
+    )
+    .is_ok_and(|s| !s.trim().is_empty());
+    if dirty {
+        format!("{head} with uncommitted changes in userspace/ebpf/common")
+    } else {
+        head
+    }
 }
 
 fn utc_stamp(format: &str) -> Result<String> {

@@ -41,6 +41,8 @@ pub struct Ctx {
     pub secs: u32,
     /// Two CPUs this process may use (the same one twice on a 1-CPU box).
     pub cpus: [usize; 2],
+    /// What ebridge was built from (`git describe`-like), for the report.
+    pub source: String,
 }
 
 pub struct Outcome {

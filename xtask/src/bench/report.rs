@@ -20,6 +20,8 @@ pub struct RunInfo {
     pub cpus: [usize; 2],
     pub kernel: String,
     pub iperf3: String,
+    /// The commit ebridge was built from.
+    pub source: String,
     /// Samples taken while other processes used more than
     /// `disturbed_share` of the CPU (after the retries).
     pub disturbed_samples: usize,
@@ -288,6 +290,7 @@ pub fn to_json(rep: Report) -> Value {
         "started": info.started,
         "finished": info.finished,
         "host": {"kernel": info.kernel, "cpus_used": info.cpus, "iperf3": info.iperf3},
+        "source": info.source,
         "config": {
             "reps": info.reps,
             "secs_per_measurement": info.secs,

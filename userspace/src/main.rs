@@ -5,36 +5,49 @@ use std::{
     process::ExitCode,
     sync::Mutex,
     thread::JoinHandle,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use clap::{error::ErrorKind, Parser as _};
-use ebridge::{cli::Cli, error::UsageError};
+use ebridge::{
+    cli::{Cli, Command, LogFormat},
+    error::UsageError,
+};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // A container runtime calling the plugin: stdin is the network config,
     // stdout only the result.
     if std::env::var_os("CNI_COMMAND").is_some() {
+        init_logging(LogFormat::Text, "warn");
         return ebridge::cni::main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
+    // The agent runs unattended and its log is what an operator reads
+    // (journal, kubectl logs); other commands answer on stdout and log only
+    // what went wrong. RUST_LOG overrides either.
+    let default_filter = match cli.command {
+        Command::Agent(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_filter);
     relay_output();
-    let code = run(cli);
+    let format = cli.log_format;
+    let code = run(cli, format);
     finish_relays();
     code
 }
 
-fn run(cli: Cli) -> ExitCode {
+fn run(cli: Cli, format: LogFormat) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            say(format_args!("ebridge: cannot start the runtime: {e}"));
+            fail(format, format_args!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -42,20 +55,102 @@ fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<UsageError>() {
             Some(usage) => {
-                say(format_args!("ebridge: {usage}"));
+                fail(format, format_args!("{usage}"));
                 ExitCode::from(2)
             }
             None => {
-                say(format_args!("ebridge: {e:#}"));
+                fail(format, format_args!("{e:#}"));
                 ExitCode::from(1)
             }
         },
     }
 }
 
+/// The one line a failed command ends with. With --log-format json it is a
+/// JSON object like the log lines, so a collector reading stderr never meets
+/// a line it cannot parse; RUST_LOG does not silence it.
+fn fail(format: LogFormat, msg: std::fmt::Arguments<'_>) {
+    match format {
+        LogFormat::Text => say(format_args!("ebridge: {msg}")),
+        LogFormat::Json => say(format_args!(
+            "{}",
+            json_line(SystemTime::now(), "ERROR", "ebridge", &msg.to_string())
+        )),
+    }
+}
+
 /// eprintln! panics when stderr is gone; the last line is not worth that.
 fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Logs go to stderr whatever the command: stdout is for results (a CNI
+/// result, `--json` listings, a completion script) that a program parses.
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    builder.target(env_logger::Target::Stderr);
+    if format == LogFormat::Json {
+        builder.write_style(env_logger::WriteStyle::Never);
+        builder.format(|buf, record| {
+            writeln!(
+                buf,
+                "{}",
+                json_line(
+                    SystemTime::now(),
+                    record.level().as_str(),
+                    record.target(),
+                    &record.args().to_string(),
+                )
+            )
+        });
+    }
+    builder.init();
+}
+
+/// One log record as one line of JSON; a message's own newlines are
+/// escaped, so a record never spans lines.
+fn json_line(at: SystemTime, level: &str, target: &str, message: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        timestamp: String,
+        level: &'a str,
+        target: &'a str,
+        message: &'a str,
+    }
+    let line = Line {
+        timestamp: rfc3339_utc(at),
+        level,
+        target,
+        message,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// `2024-05-01T12:34:56.789Z`: what log collectors parse without a format
+/// hint.
+fn rfc3339_utc(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's
+    // days_from_civil inverse), valid for every date a clock gives.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
 }
 
 /// Help and version go out as clap renders them; bad arguments become the
@@ -217,6 +312,51 @@ mod tests {
             Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
             Err(e) => one_line(&e.render().to_string()),
         }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs: u64, millis: u64| {
+            UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + millis)
+        };
+        assert_eq!(rfc3339_utc(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        // A leap day, and the last millisecond of a year.
+        assert_eq!(rfc3339_utc(at(951_782_400, 5)), "2000-02-29T00:00:00.005Z");
+        assert_eq!(
+            rfc3339_utc(at(1_735_689_599, 999)),
+            "2024-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_utc(at(4_107_542_400, 0)),
+            "2100-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_per_line() {
+        let line = json_line(UNIX_EPOCH, "WARN", "ebridge::x", "two\nlines \"quoted\"");
+        assert!(!line.contains('\n'), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["target"], "ebridge::x");
+        assert_eq!(v["message"], "two\nlines \"quoted\"");
+    }
+
+    #[test]
+    fn log_format_is_global() {
+        let cli = Cli::try_parse_from(["ebridge", "agent", "--log-format", "json"]).expect("parse");
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli =
+            Cli::try_parse_from(["ebridge", "--log-format", "json", "show", "fdb"]).expect("parse");
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["ebridge", "down"]).expect("parse");
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let msg = parse_error(&["ebridge", "down", "--log-format", "xml"]);
+        assert!(
+            msg.contains("'xml'") && msg.contains("text") && msg.contains("json"),
+            "{msg}"
+        );
     }
 
     #[test]

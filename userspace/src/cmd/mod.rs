@@ -1,4 +1,5 @@
 pub(crate) mod agent;
+pub(crate) mod completions;
 pub(crate) mod down;
 pub(crate) mod endpoint;
 pub(crate) mod publish;
@@ -16,7 +17,13 @@ use crate::{
 };
 
 pub async fn run(cli: Cli) -> Result<()> {
-    require_root()?;
+    // Text about the CLI itself: packagers generate it without root.
+    if !matches!(
+        cli.command,
+        Command::Completions { .. } | Command::Man { .. }
+    ) {
+        require_root()?;
+    }
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Down { bridge } => down::run(&bridge.bridge).await,
@@ -35,6 +42,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             PublishCommand::Rm { name, spec } => publish::rm(&bridge.bridge, &name, &spec).await,
             PublishCommand::Ls { json } => publish::ls(&bridge.bridge, json).await,
         },
+        Command::Completions { shell } => completions::print(shell),
+        Command::Man { dir } => completions::man(&dir),
     }
 }
 

@@ -41,6 +41,14 @@ const APT_PACKAGES: &[&str] = &[
     "containerd",
     // BGP between cluster nodes (shared/BIRD.md): routes ebridge follows.
     "bird2",
+    // Packaging (e2e_packaging): the Kubernetes manifest parsed with PyYAML,
+    // man pages rendered, completion scripts syntax-checked by their shells,
+    // a TLS API server faked for the manifest's pod CIDR lookup.
+    "python3-yaml",
+    "man-db",
+    "zsh",
+    "fish",
+    "openssl",
 ];
 
 pub fn run() -> Result<()> {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod endpoint;
 pub mod fdb;
 pub mod maps;
+pub mod monitor;
 pub mod nat;
 pub mod routing;
 pub mod stats;

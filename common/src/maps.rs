@@ -13,9 +13,12 @@ pub const MAP_NODE_ADDRS: &str = "node_addrs";
 pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
 pub const MAP_NAT_NO_PORT: &str = "nat_no_port";
 pub const MAP_NATIVE_NETS: &str = "native_nets";
+pub const MAP_EVENTS: &str = "events";
+pub const MAP_MONITOR: &str = "monitor";
+pub const MAP_MONITOR_BUDGET: &str = "monitor_budget";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 15] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -28,6 +31,9 @@ pub const PINNED_MAPS: [&str; 12] = [
     MAP_SOCK_REWRITES,
     MAP_NAT_NO_PORT,
     MAP_NATIVE_NETS,
+    MAP_EVENTS,
+    MAP_MONITOR,
+    MAP_MONITOR_BUDGET,
 ];
 
 /// Program names as they appear in the object file and under the pin dir.
@@ -58,5 +64,8 @@ pub const MAX_NODE_ADDRS: usize = 256;
 pub const MAX_NAT_NO_PORT: usize = 256;
 /// Native-routing CIDRs and the node's networks, together.
 pub const MAX_NATIVE_NETS: usize = 64;
+/// The monitor's ring buffer, in bytes (a power of two): a few thousand
+/// events between two reads.
+pub const EVENTS_RING_BYTES: usize = 256 * 1024;
 /// Host UDP sockets talking to a published port at once (LRU).
 pub const MAX_SOCK_REWRITES: usize = 16_384;

@@ -3,6 +3,7 @@ use crate::{
     config::BridgeConfig,
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
+    monitor::{MonitorBudget, MonitorEvent},
     nat::{
         FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
         SockRewrite,
@@ -34,7 +35,9 @@ pod!(
     PublishTarget,
     SockRewrite,
     NoPortKey,
-    NoPortCount
+    NoPortCount,
+    MonitorEvent,
+    MonitorBudget
 );
 
 const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 72);
@@ -51,3 +54,5 @@ const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<NoPortKey>() == 8);
 const _: () = assert!(core::mem::size_of::<NoPortCount>() == 16);
+const _: () = assert!(core::mem::size_of::<MonitorEvent>() == 40);
+const _: () = assert!(core::mem::size_of::<MonitorBudget>() == 24);

@@ -12,6 +12,7 @@ use aya_ebpf::{
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_NAT_PORTS_GIVEN},
     endpoint::Endpoint,
+    monitor::{EVENT_NAT_NEW, EVENT_PUBLISH_HIT},
     nat::*,
     stats::*,
 };
@@ -20,6 +21,7 @@ use crate::{
     ipv4::Ipv4,
     l4::*,
     maps::{NAT, NAT_NO_PORT},
+    monitor,
 };
 
 const EEXIST: i32 = 17;
@@ -320,7 +322,10 @@ pub fn masquerade(
     };
     let mut out = blank(now);
     out.addr = cfg.uplink_ipv4;
-    claim_and_pair(flow, &template, &back, out, cfg, now, tcp_flags, bytes)
+    let entry = claim_and_pair(flow, &template, &back, out, cfg, now, tcp_flags, bytes)?;
+    let port = unsafe { (*entry).port };
+    monitor::new_flow(EVENT_NAT_NEW, flow, cfg.uplink_ipv4, port, ep.host_ifindex);
+    Ok(entry)
 }
 
 /// A container reaching a published port of the node (hairpin): the
@@ -361,7 +366,15 @@ pub fn hairpin(
     there.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
     there.ifindex = target.ifindex;
     there.mac = target.mac;
-    claim_and_pair(flow, &template, &back, there, cfg, now, tcp_flags, bytes)
+    let entry = claim_and_pair(flow, &template, &back, there, cfg, now, tcp_flags, bytes)?;
+    monitor::new_flow(
+        EVENT_PUBLISH_HIT,
+        flow,
+        target.addr,
+        target.port,
+        client.host_ifindex,
+    );
+    Ok(entry)
 }
 
 /// A new flow from outside to a published port: the container-side entry
@@ -402,6 +415,13 @@ pub fn inbound(
     there.mac = target.mac;
     let entry = complete_pair(&flow.key(DIR_REPLY), &there, &back_key)?;
     account(entry, now, bytes);
+    monitor::new_flow(
+        EVENT_PUBLISH_HIT,
+        flow,
+        target.addr,
+        target.port,
+        target.ifindex,
+    );
     Ok(entry)
 }
 

@@ -17,6 +17,7 @@ mod ipv4;
 mod l4;
 mod maps;
 mod masquerade;
+mod monitor;
 mod node_flow;
 mod packet;
 mod publish;

@@ -1,5 +1,5 @@
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use ebridge_common::{
@@ -7,9 +7,10 @@ use ebridge_common::{
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr},
     maps::{
-        DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES, MAX_NATIVE_NETS,
-        MAX_NAT_NO_PORT, MAX_NODE_ADDRS, MAX_PUBLISHED, MAX_SOCK_REWRITES,
+        DEFAULT_NAT_ENTRIES, EVENTS_RING_BYTES, MAX_ENDPOINTS, MAX_FDB_ENTRIES, MAX_FRAG_ENTRIES,
+        MAX_NATIVE_NETS, MAX_NAT_NO_PORT, MAX_NODE_ADDRS, MAX_PUBLISHED, MAX_SOCK_REWRITES,
     },
+    monitor::{MonitorBudget, MonitorEvent},
     nat::{
         FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
         SockRewrite,
@@ -64,3 +65,14 @@ pub static NAT_NO_PORT: LruHashMap<NoPortKey, NoPortCount, MAX_NAT_NO_PORT> = Lr
 /// Native-routing CIDRs and the node's networks (`common::routing`).
 #[btf_map(name = "native_nets")]
 pub static NATIVE_NETS: LpmTrie<[u8; 4], u32, MAX_NATIVE_NETS> = LpmTrie::new();
+
+/// `ebridge monitor`'s events (`common::monitor`).
+#[btf_map(name = "events")]
+pub static EVENTS: RingBuf<MonitorEvent, EVENTS_RING_BYTES> = RingBuf::new();
+
+/// Until when (`bpf_ktime_get_ns`) a monitor is attached; 0: none.
+#[btf_map(name = "monitor")]
+pub static MONITOR: Array<u64, 1> = Array::new();
+
+#[btf_map(name = "monitor_budget")]
+pub static MONITOR_BUDGET: PerCpuArray<MonitorBudget, 1> = PerCpuArray::new();

@@ -31,6 +31,7 @@ pub fn pass(ctx: &TcContext, reason: u32) -> i32 {
 #[inline(always)]
 pub fn drop(ctx: &TcContext, reason: u32) -> i32 {
     count(ctx, reason);
+    crate::monitor::dropped(ctx, reason);
     TC_ACT_SHOT
 }
 

@@ -45,6 +45,29 @@ impl Bg {
         Self { child: Some(child) }
     }
 
+    /// `ebridge ARGS` in `netns` with only the network namespace entered
+    /// (`ip netns exec` would also hide /sys/fs/bpf and its pins), stdout
+    /// and stderr kept.
+    pub fn ebridge_piped(netns: &str, args: &[&str]) -> Self {
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .arg(ebridge_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start ebridge {args:?} in {netns}: {e}"));
+        Self { child: Some(child) }
+    }
+
+    /// Any command, as it is set up.
+    pub fn spawn_with(mut cmd: Command) -> Self {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Self { child: Some(child) }
+    }
+
     /// Python `script` in `netns`, stdout kept.
     pub fn python(netns: &str, script: &str) -> Self {
         Self::spawn_piped(netns, &[PY, "-c", script])
@@ -59,6 +82,11 @@ impl Bg {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Whether the process has ended (its output is still there to read).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))))
     }
 
     pub fn pid(&self) -> u32 {

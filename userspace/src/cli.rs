@@ -87,6 +87,19 @@ pub enum Command {
         #[command(flatten)]
         bridge: BridgeArg,
     },
+    /// Is the datapath healthy: kernel features, programs and links with
+    /// their IDs, table fill, the agent; exit status 1 if anything is wrong.
+    Status {
+        #[command(flatten)]
+        bridge: BridgeArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Watch the datapath: drops with their reason, new masqueraded flows,
+    /// hits on published ports (from the datapath, while this runs) and
+    /// expired flows (from the agent), one line each.
+    Monitor(MonitorArgs),
     /// ebridge as a CNI plugin for container runtimes (podman, containerd,
     /// kubelet). The `ebridge` binary speaks CNI when CNI_COMMAND is set.
     Cni {
@@ -107,6 +120,34 @@ pub enum Command {
         #[arg(long, default_value = ".", value_name = "DIR")]
         dir: std::path::PathBuf,
     },
+}
+
+/// What `ebridge monitor` shows.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorKind {
+    /// Packets dropped, with the reason (as in `show stats`).
+    Drop,
+    /// New masqueraded flows, with the address and port they were given.
+    Nat,
+    /// New flows through a published port (from outside or hairpin).
+    Publish,
+    /// Flows the agent expired (needs `ebridge agent` running).
+    Expire,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub bridge: BridgeArg,
+    /// Only these kinds of event (repeat or comma-separate); all by default.
+    #[arg(long = "type", value_enum, value_delimiter = ',', value_name = "KIND")]
+    pub kinds: Vec<MonitorKind>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]

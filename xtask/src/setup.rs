@@ -41,6 +41,9 @@ const APT_PACKAGES: &[&str] = &[
     "containerd",
     // BGP between cluster nodes (shared/BIRD.md): routes ebridge follows.
     "bird2",
+    // Metrics (e2e_metrics): a real server scraping the agent
+    // (shared/PROMETHEUS.md); started by the tests inside their namespaces.
+    "prometheus",
     // Packaging (e2e_packaging): the Kubernetes manifest parsed with PyYAML,
     // man pages rendered, completion scripts syntax-checked by their shells,
     // a TLS API server faked for the manifest's pod CIDR lookup.
@@ -156,6 +159,7 @@ fn apt_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing {}", missing.join(" "));
+    let _no_services = NoServiceStarts::new()?;
     sh("apt-get", &["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(&missing);
@@ -167,4 +171,38 @@ fn apt_packages() -> Result<()> {
         bail!("apt-get install {} failed", missing.join(" "));
     }
     Ok(())
+}
+
+/// nginx, containerd, bird2 and prometheus ship init scripts that their
+/// packages start on install: daemons in the root namespace that the tests
+/// must not have (they start their own, inside their namespaces). Debian's
+/// way to say "start nothing" is a policy-rc.d exiting 101; one is put in
+/// place for the install when the machine has none, and removed after.
+struct NoServiceStarts {
+    made: bool,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoServiceStarts {
+    fn new() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        if std::path::Path::new(POLICY_RC_D).exists() {
+            return Ok(Self { made: false });
+        }
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# ebridge setup: no services during install\nexit 101\n",
+        )?;
+        std::fs::set_permissions(POLICY_RC_D, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Self { made: true })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
 }

@@ -4,5 +4,6 @@
 //! node changes netlink tells it about, and the flows it expired (for
 //! `ebridge monitor`).
 pub mod events;
+pub mod feed;
 pub mod metrics;
 pub mod report;

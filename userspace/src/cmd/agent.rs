@@ -6,7 +6,7 @@
 //! per bridge and network namespace.
 use std::{
     net::Ipv4Addr,
-    os::{linux::net::SocketAddrExt, unix::fs::MetadataExt},
+    os::unix::fs::MetadataExt,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -23,6 +23,7 @@ use super::{open_live_bridge, show::monotonic_ns};
 use crate::{
     agent::{
         events::{self, Change},
+        feed::{self, Feed},
         metrics,
         report::{self, Report},
     },
@@ -75,11 +76,9 @@ async fn attach(bridge: &str) -> Result<Attached> {
 /// Held for the agent's lifetime: an abstract socket is per network
 /// namespace and goes away with the process, however it ends, so a second
 /// agent on the same bridge is refused and a killed one never blocks the
-/// next.
+/// next. Monitors connect to it for expired flows.
 fn claim_bridge(bridge: &str) -> Result<std::os::unix::net::UnixListener> {
-    let name = format!("ebridge-agent/{bridge}");
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-        .context("cannot make the agent's socket address")?;
+    let addr = feed::socket_addr(bridge)?;
     std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             usage(format!(
@@ -95,7 +94,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let bridge = args.bridge.bridge.clone();
     // Refuses a bridge that is not up (or lives elsewhere) before claiming.
     let mut attached = Some(attach(&bridge).await?);
-    let _claim = claim_bridge(&bridge)?;
+    let feed = Feed::serve(claim_bridge(&bridge)?)?;
     let timeouts = timeouts(&args);
     let report = Arc::new(Mutex::new(Report::new()));
     if let Some(addr) = args.metrics_addr {
@@ -107,16 +106,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         let listener = metrics::bind(addr).await?;
         tokio::spawn(async move {
             if let Err(e) = metrics::serve(listener, source).await {
-                say(format_args!("metrics endpoint stopped: {e:#}"));
+                log::warn!("metrics endpoint stopped: {e:#}");
             }
         });
-        say(format_args!("metrics on http://{addr}/metrics"));
+        log::info!("metrics on http://{addr}/metrics");
     }
     let mut changes = events::subscribe()?;
-    say(format_args!(
-        "bridge {bridge}, NAT gc every {}s",
-        args.gc_interval
-    ));
+    log::info!("bridge {bridge}, NAT gc every {}s", args.gc_interval);
     let started = Instant::now();
     let gc_every = Duration::from_secs(args.gc_interval.max(1));
     let mut last_gc = Instant::now() - gc_every;
@@ -136,13 +132,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             // next tick's follow() sorts that out.
             if let Some(change) = change {
                 if let Err(e) = on_change(&bridge, a, change).await {
-                    say(format_args!("handling a node change failed: {e:#}"));
+                    log::warn!("handling a node change failed: {e:#}");
                 }
             }
             if last_gc.elapsed() >= gc_every {
                 last_gc = Instant::now();
-                if let Err(e) = housekeeping(&bridge, a, &timeouts, &report).await {
-                    say(format_args!("housekeeping pass failed: {e:#}"));
+                if let Err(e) = housekeeping(&bridge, a, &timeouts, &report, &feed).await {
+                    log::warn!("housekeeping pass failed: {e:#}");
                 }
             }
         }
@@ -153,13 +149,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             break;
         }
     }
-    say(format_args!("stopped"));
+    log::info!("stopped");
     Ok(())
-}
-
-/// One line of the agent's log.
-fn say(line: std::fmt::Arguments<'_>) {
-    eprintln!("ebridge agent: {line}");
 }
 
 /// What the kernel told us changed, acted on at once.
@@ -206,9 +197,9 @@ async fn sync_addresses(maps: &mut DatapathMaps, nl: &Netlink) -> Result<()> {
     } else {
         nat::forget_address(maps, old)?
     };
-    say(format_args!(
+    log::info!(
         "uplink address {old} is gone; masquerading behind {new} now, {removed} NAT entries on {old} removed"
-    ));
+    );
     Ok(())
 }
 
@@ -233,10 +224,11 @@ async fn veth_gone(bridge: &str, a: &mut Attached, index: u32) -> Result<()> {
     let record = st.endpoints.remove(pos);
     super::endpoint::remove_endpoint(bridge, &record, Some(&mut a.maps), &a.nl).await?;
     state::save(bridge, &st)?;
-    say(format_args!(
+    log::info!(
         "host veth {} of endpoint {} was deleted; the endpoint, its ports and flows are removed",
-        record.host_veth, record.name
-    ));
+        record.host_veth,
+        record.name
+    );
     Ok(())
 }
 
@@ -247,22 +239,20 @@ async fn follow(bridge: &str, attached: Option<Attached>) -> Option<Attached> {
     match (attached, now) {
         (Some(a), Some(pin)) if a.pin == pin => Some(a),
         (Some(_), None) => {
-            say(format_args!(
-                "bridge {bridge} went down; waiting for it to come back"
-            ));
+            log::info!("bridge {bridge} went down; waiting for it to come back");
             None
         }
         (None, None) => None,
         (old, Some(_)) => match attach(bridge).await {
             Ok(a) => {
-                say(format_args!(
+                log::info!(
                     "bridge {bridge} is {}; following its new datapath",
                     if old.is_some() {
                         "replaced"
                     } else {
                         "up again"
                     }
-                ));
+                );
                 Some(a)
             }
             // Half made (`up` still running): try again next tick.
@@ -290,6 +280,7 @@ async fn housekeeping(
     a: &mut Attached,
     timeouts: &Timeouts,
     report: &Mutex<Report>,
+    feed: &Feed,
 ) -> Result<()> {
     // Netlink tells of changes as they happen; a pass also catches what a
     // lost event or a restart missed.
@@ -298,16 +289,19 @@ async fn housekeeping(
     let started = Instant::now();
     let now = monotonic_ns();
     let gc = nat::gc(maps, timeouts, now)?;
+    feed.expired(&gc.expired_flows);
     if gc.expired > 0 || gc.orphans > 0 {
-        say(format_args!(
+        log::info!(
             "nat gc: {} expired, {} orphaned, {} live",
-            gc.expired, gc.orphans, gc.live
-        ));
+            gc.expired,
+            gc.orphans,
+            gc.live
+        )
     }
     report_exhaustion(maps)?;
     let aged = age_fdb(maps, now)?;
     if aged > 0 {
-        say(format_args!("fdb: {aged} entries aged out"));
+        log::info!("fdb: {aged} entries aged out");
     }
     let seconds = started.elapsed().as_secs_f64();
     let cfg = maps.read_config()?;
@@ -344,13 +338,13 @@ fn report_exhaustion(maps: &mut DatapathMaps) -> Result<()> {
         seen.push(item.context("cannot read the nat_no_port map")?);
     }
     for (key, count) in seen {
-        say(format_args!(
+        log::warn!(
             "no free NAT port: {} new flow(s) to {}:{}/{} dropped since the last pass (every port of the range is in use towards it)",
             count.drops,
             Ipv4Addr::from(key.daddr),
             u16::from_be(key.dport),
             proto_label(key.proto)
-        ));
+        );
         let _ = maps.nat_no_port.remove(&key);
     }
     Ok(())

@@ -2,8 +2,10 @@ pub(crate) mod agent;
 pub(crate) mod completions;
 pub(crate) mod down;
 pub(crate) mod endpoint;
+pub(crate) mod monitor;
 pub(crate) mod publish;
 pub(crate) mod show;
+pub(crate) mod status;
 pub(crate) mod up;
 
 use anyhow::Result;
@@ -34,6 +36,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Show { what, bridge } => show::run(&bridge.bridge, what).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Status { bridge, json } => status::run(&bridge.bridge, json).await,
+        Command::Monitor(args) => monitor::run(args).await,
         Command::Cni { command } => match command {
             CniCommand::Install(args) => crate::cni::install::run(&args),
         },

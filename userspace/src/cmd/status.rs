@@ -261,6 +261,14 @@ fn finish(mut out: Value, checks: Vec<Check>, json_out: bool) -> Result<()> {
                 println!("{k:<33} {v}");
             }
         }
+        println!(
+            "{}",
+            if problems.is_empty() {
+                "healthy".to_string()
+            } else {
+                format!("UNHEALTHY: {} problem(s)", problems.len())
+            }
+        );
     }
     if healthy {
         return Ok(());

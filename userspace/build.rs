@@ -19,6 +19,8 @@ fn main() -> anyhow::Result<()> {
     if env::var_os(INNER).is_some() {
         return build_ebpf();
     }
+    // Read by the eBPF crate at compile time (`ebpf/src/monitor.rs`).
+    println!("cargo:rerun-if-env-changed=EBRIDGE_NO_MONITOR");
     let exe = env::current_exe()?;
     let mut child = Command::new(&exe)
         .env(INNER, "1")

@@ -16,6 +16,11 @@ use crate::{
 
 const SECOND_NS: u64 = 1_000_000_000;
 
+/// False in a datapath built with `EBRIDGE_NO_MONITOR` set: the hooks are
+/// compiled out, the baseline `cargo xtask bench` measures their cost
+/// against.
+const HOOKS: bool = option_env!("EBRIDGE_NO_MONITOR").is_none();
+
 /// Whether an event may be written now (a monitor is attached and this
 /// CPU's budget for the second is not spent); counts what is not.
 #[inline(always)]
@@ -59,9 +64,16 @@ struct Ports {
 }
 
 /// A dropped packet with its reason and, when it is IPv4, its 5-tuple.
+#[inline(always)]
+pub fn dropped(ctx: &TcContext, reason: u32) {
+    if HOOKS {
+        drop_event(ctx, reason);
+    }
+}
+
 /// Out of line: called from every drop site, it stays one copy.
 #[inline(never)]
-pub fn dropped(ctx: &TcContext, reason: u32) {
+fn drop_event(ctx: &TcContext, reason: u32) {
     let now = unsafe { bpf_ktime_get_ns() };
     if !admit(now) {
         return;
@@ -96,8 +108,15 @@ pub fn dropped(ctx: &TcContext, reason: u32) {
 
 /// A new flow: masqueraded (`EVENT_NAT_NEW`) or through a published port
 /// (`EVENT_PUBLISH_HIT`), with the address and port it was given.
-#[inline(never)]
+#[inline(always)]
 pub fn new_flow(kind: u8, flow: &Flow, nat_addr: [u8; 4], nat_port: u16, ifindex: u32) {
+    if HOOKS {
+        flow_event(kind, flow, nat_addr, nat_port, ifindex);
+    }
+}
+
+#[inline(never)]
+fn flow_event(kind: u8, flow: &Flow, nat_addr: [u8; 4], nat_port: u16, ifindex: u32) {
     let now = unsafe { bpf_ktime_get_ns() };
     if !admit(now) {
         return;

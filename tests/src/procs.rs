@@ -243,6 +243,27 @@ pub fn udp_echo(lab: &Lab, port: u16) -> Bg {
     bg
 }
 
+/// One UDP exchange from `netns` (source port `sport`) with the echo on
+/// the lab's server (`udp_echo`).
+pub fn udp_once(lab: &Lab, netns: &str, sport: u16, port: u16) {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {sport}))\n\
+         s.settimeout(2)\ns.sendto(b'hi', ('{SERVER_IP}', {port}))\nprint(s.recv(10).decode())\n"
+    );
+    assert_eq!(lab.exec_ok(netns, &[PY, "-c", &script]).trim(), "hi");
+}
+
+/// `count` UDP frames (1234 -> 172.17.0.3:7777) out of `netns`'s eth0 with
+/// its own MAC and a source address that is not its own, 172.17.0.99: the
+/// datapath drops them as `drop-spoofed-ip` (scapy, from Debian's python3).
+pub fn send_spoofed(lab: &Lab, netns: &str, count: u32) {
+    let script = format!(
+        "from scapy.all import Ether, IP, UDP, get_if_hwaddr, sendp\n\
+         sendp(Ether(src=get_if_hwaddr('eth0'), dst='ff:ff:ff:ff:ff:ff')/IP(src='172.17.0.99', dst='172.17.0.3')/UDP(sport=1234, dport=7777)/b'forged', iface='eth0', count={count}, verbose=False)\n"
+    );
+    lab.exec_ok(netns, &[PY, "-c", &script]);
+}
+
 /// GET `url` from inside `netns` with curl; None until something answers.
 pub fn http_get(netns: &str, url: &str) -> Option<String> {
     let out = Command::new("ip")

@@ -9,7 +9,7 @@ use std::{
 
 use ebridge_tests::{
     lab::{Lab, SERVER_IP},
-    procs::{udp_echo, Agent, PY},
+    procs::{udp_echo, udp_once, Agent, PY},
 };
 
 /// Short timeouts so expiry shows within a test.
@@ -21,15 +21,6 @@ const FAST: [&str; 6] = [
     "--udp-timeout-stream",
     "2",
 ];
-
-/// One UDP exchange from `netns` (source port `sport`) with the echo.
-fn udp_once(lab: &Lab, netns: &str, sport: u16, port: u16) {
-    let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {sport}))\n\
-         s.settimeout(2)\ns.sendto(b'hi', ('{SERVER_IP}', {port}))\nprint(s.recv(10).decode())\n"
-    );
-    assert_eq!(lab.exec_ok(netns, &[PY, "-c", &script]).trim(), "hi");
-}
 
 fn container_flows(lab: &Lab) -> usize {
     lab.json(&["show", "nat"])

@@ -12,7 +12,7 @@ use std::{
 
 use ebridge_tests::{
     lab::Lab,
-    procs::{Agent, Bg, PY},
+    procs::{send_spoofed, Agent, Bg},
 };
 use serde_json::Value;
 
@@ -118,14 +118,6 @@ impl Drop for Prometheus {
         drop(self.proc.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn send_spoofed(lab: &Lab, netns: &str, count: u32) {
-    let script = format!(
-        "from scapy.all import Ether, IP, UDP, get_if_hwaddr, sendp\n\
-         sendp(Ether(src=get_if_hwaddr('eth0'), dst='ff:ff:ff:ff:ff:ff')/IP(src='172.17.0.99', dst='172.17.0.3')/UDP(sport=1234, dport=7777)/b'forged', iface='eth0', count={count}, verbose=False)\n"
-    );
-    lab.exec_ok(netns, &[PY, "-c", &script]);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::{
 
 use ebridge_tests::{
     lab::{ebridge_bin, Lab, NODE_UPLINK_IP, SERVER_IP},
-    procs::{map_dump, udp_echo, Agent, Bg, PY},
+    procs::{map_dump, send_spoofed, udp_echo, udp_once, Agent, Bg, PY},
 };
 use serde_json::Value;
 
@@ -39,24 +39,6 @@ fn events_after(mut mon: Bg, secs: u64, mut poke: impl FnMut()) -> Vec<Value> {
     out.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}: {l}")))
         .collect()
-}
-
-/// One UDP frame from `netns`'s eth0 with a source address that is not its
-/// own (scapy, as e2e_antispoof sends them).
-fn send_spoofed(lab: &Lab, netns: &str, count: u32) {
-    let script = format!(
-        "from scapy.all import Ether, IP, UDP, get_if_hwaddr, sendp\n\
-         sendp(Ether(src=get_if_hwaddr('eth0'), dst='ff:ff:ff:ff:ff:ff')/IP(src='172.17.0.99', dst='172.17.0.3')/UDP(sport=1234, dport=7777)/b'forged', iface='eth0', count={count}, verbose=False)\n"
-    );
-    lab.exec_ok(netns, &[PY, "-c", &script]);
-}
-
-fn udp_once(lab: &Lab, netns: &str, sport: u16, port: u16) {
-    let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {sport}))\n\
-         s.settimeout(2)\ns.sendto(b'hi', ('{SERVER_IP}', {port}))\nprint(s.recv(10).decode())\n"
-    );
-    assert_eq!(lab.exec_ok(netns, &[PY, "-c", &script]).trim(), "hi");
 }
 
 #[test]

@@ -34,6 +34,16 @@ fn failures(report: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Fails the test unless a failing check is named `what` and its detail
+/// says `says`.
+fn assert_fails(report: &Value, what: &str, says: &str) {
+    let fails = failures(report);
+    assert!(
+        fails.iter().any(|(w, d)| w == what && d.contains(says)),
+        "no failing check {what:?} saying {says:?}: {fails:?}"
+    );
+}
+
 /// UDP exchanges with the echo from `netns`, one per source port.
 fn flows(lab: &Lab, netns: &str, sports: std::ops::Range<u16>) {
     let script = format!(
@@ -113,13 +123,7 @@ fn unhealthy_when_flows_exist_and_no_agent_runs() {
     let (code, report) = status(&lab);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["healthy"], false);
-    let fails = failures(&report);
-    assert!(
-        fails
-            .iter()
-            .any(|(what, detail)| what == "agent" && detail.contains("never expire")),
-        "{fails:?}"
-    );
+    assert_fails(&report, "agent", "never expire");
     let out = lab.ebridge(&["status"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -133,13 +137,7 @@ fn unhealthy_when_a_pinned_program_is_missing() {
     std::fs::remove_file(&path).expect("remove the program's pin");
     let (code, report) = status(&lab);
     assert_eq!(code, 1, "{report:#}");
-    let fails = failures(&report);
-    assert!(
-        fails
-            .iter()
-            .any(|(what, _)| what == "program endpoint_ingress"),
-        "{fails:?}"
-    );
+    assert_fails(&report, "program endpoint_ingress", "");
 }
 
 #[test]
@@ -148,13 +146,7 @@ fn unhealthy_when_the_uplink_lost_its_address() {
     run_ok("ip", &["-n", &lab.node, "addr", "flush", "dev", "uplink0"]);
     let (code, report) = status(&lab);
     assert_eq!(code, 1, "{report:#}");
-    let fails = failures(&report);
-    assert!(
-        fails
-            .iter()
-            .any(|(what, detail)| what == "uplink address" && detail.contains("no longer has")),
-        "{fails:?}"
-    );
+    assert_fails(&report, "uplink address", "no longer has");
 }
 
 #[test]
@@ -167,11 +159,5 @@ fn unhealthy_when_the_nat_table_is_over_80_percent() {
     let (code, report) = status(&lab);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["nat"]["entries"], 14, "{report:#}");
-    let fails = failures(&report);
-    assert!(
-        fails
-            .iter()
-            .any(|(what, detail)| what == "NAT table" && detail.contains("14/16")),
-        "{fails:?}"
-    );
+    assert_fails(&report, "NAT table", "14/16");
 }

@@ -230,7 +230,10 @@ pub async fn run(bridge: &str, json_out: bool) -> Result<()> {
     out["programs"] = json!(programs);
     out["links"] = json!(links);
     out["nat"] = json!({ "entries": nat_entries, "capacity": capacity });
-    out["fdb_entries"] = json!(maps.fdb.keys().count());
+    out["fdb"] = json!({
+        "entries": maps.fdb.keys().count(),
+        "capacity": ebridge_common::maps::MAX_FDB_ENTRIES,
+    });
     out["endpoints"] = json!(st.endpoints.len());
     out["published_ports"] = json!(maps.publish.keys().count());
     out["agent"] = match &report {

@@ -1,7 +1,9 @@
-//! `cargo xtask bench`: four scenarios (scenario.rs), three comparing
+//! `cargo xtask bench`: five scenarios (scenario.rs), three comparing
 //! ebridge with Docker's iptables datapath and a bare veth pair, one
 //! comparing podman on ebridge's CNI plugin with podman on the reference
-//! CNI chain (cni.rs); built in network namespaces, measured in one run
+//! CNI chain (cni.rs), one comparing ebridge's native routing across two
+//! nodes with a host-gw node's and the kernel's plain routing
+//! (routing.rs); built in network namespaces, measured in one run
 //! with the setups interleaved, reported as medians, spreads and ratios
 //! against the targets, with a table on stdout and JSON in target/bench/.
 mod agent;
@@ -26,6 +28,7 @@ mod pubcost;
 mod reap;
 mod report;
 mod rounds;
+mod routing;
 mod scenario;
 mod scratch;
 mod signal;
@@ -57,7 +60,9 @@ enum Which {
     Publish,
     /// podman on ebridge's CNI plugin vs on the reference CNI chain.
     Cni,
-    /// All four, one after the other.
+    /// Pod to pod across two nodes: native routing vs host-gw and plain routing.
+    Routing,
+    /// All five, one after the other.
     All,
 }
 
@@ -90,6 +95,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Nat => vec![Scenario::Nat],
         Which::Publish => vec![Scenario::Publish],
         Which::Cni => vec![Scenario::Cni],
+        Which::Routing => vec![Scenario::Routing],
         Which::All => Scenario::ALL.to_vec(),
     };
     for tool in [

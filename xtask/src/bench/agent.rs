@@ -10,57 +10,84 @@
 //! CPU time is the product's own cost: it counts as the bench's (proc.rs),
 //! not as a disturbance, and each sample reports it. A stopped agent still
 //! dies of the SIGKILL its Proc sends when the setup is removed.
+//!
+//! A setup of two nodes (routing) runs one agent per node; they are its
+//! `Agent` together: started, stopped, checked and charged as one.
 use anyhow::{bail, Result};
 
 use super::proc::{self, Proc};
 use crate::util::ebridge_release_bin;
 
 pub struct Agent {
-    proc: Proc,
+    /// (node namespace, its agent process)
+    procs: Vec<(String, Proc)>,
 }
 
 impl Agent {
     /// `nsenter --net=/run/netns/NODE ebridge agent --bridge BRIDGE`, with
     /// every default (GC every 5 s, the kernel's conntrack timeouts).
     pub fn start(node: &str, bridge: &str) -> Result<Self> {
-        let proc = Proc::spawn_in(
-            node,
-            "ebridge agent",
-            ebridge_release_bin(),
-            &["agent", "--bridge", bridge],
-        )?;
-        let agent = Agent { proc };
+        Self::start_on(&[(node, bridge)])
+    }
+
+    /// One agent per (node, bridge), as every node of a cluster runs it.
+    pub fn start_on(nodes: &[(&str, &str)]) -> Result<Self> {
+        let mut procs = Vec::new();
+        for &(node, bridge) in nodes {
+            let proc = Proc::spawn_in(
+                node,
+                "ebridge agent",
+                ebridge_release_bin(),
+                &["agent", "--bridge", bridge],
+            )?;
+            procs.push((node.to_string(), proc));
+        }
+        let agent = Agent { procs };
         // It opens the pinned maps first; a bad bridge makes it exit at once.
         std::thread::sleep(std::time::Duration::from_millis(300));
         agent.check_running()?;
         Ok(agent)
     }
 
-    /// Fails if the agent exited (it must run for the whole scenario).
+    /// Fails if an agent exited (it must run for the whole scenario).
     pub fn check_running(&self) -> Result<()> {
-        if proc::state(self.proc.pid()).is_none_or(|s| s == 'Z' || s == 'X') {
-            bail!(
-                "ebridge agent (pid {}) is not running: {}",
-                self.proc.pid(),
-                self.proc.stderr_so_far().trim()
-            );
+        for (node, p) in &self.procs {
+            if proc::state(p.pid()).is_none_or(|s| s == 'Z' || s == 'X') {
+                bail!(
+                    "ebridge agent (pid {}, node {node}) is not running: {}",
+                    p.pid(),
+                    p.stderr_so_far().trim()
+                );
+            }
         }
         Ok(())
     }
 
-    /// User + system CPU seconds it used so far.
+    /// User + system CPU seconds they used so far.
     pub fn cpu_secs(&self) -> f64 {
-        proc::cpu_usec(self.proc.pid()) as f64 / 1e6
+        self.procs
+            .iter()
+            .map(|(_, p)| proc::cpu_usec(p.pid()) as f64 / 1e6)
+            .sum()
     }
 
-    /// Its log (GC reports, datapath log lines).
+    /// Their logs (GC reports, datapath log lines), each headed by its
+    /// node when there are several.
     pub fn log(&self) -> String {
-        self.proc.stderr_so_far()
+        match self.procs.as_slice() {
+            [(_, p)] => p.stderr_so_far(),
+            all => all
+                .iter()
+                .map(|(node, p)| format!("== {node}\n{}", p.stderr_so_far()))
+                .collect(),
+        }
     }
 
     fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.proc.pid() as libc::pid_t, sig) };
+        for (_, p) in &self.procs {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(p.pid() as libc::pid_t, sig) };
+        }
     }
 }
 

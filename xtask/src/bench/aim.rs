@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{
     measure::Measurement,
+    routing,
     scenario::{Scenario, Setup},
 };
 
@@ -86,6 +87,8 @@ impl Aim {
             // directly.
             Scenario::Publish if setup == Setup::BareVeth => Self::c2c(CONTAINER_IP),
             Scenario::Publish => Self::published(CONTAINER_IP),
+            // The server pod on the other node, by its own address.
+            Scenario::Routing => Self::c2c(routing::pod_ip(routing::SERVER_NODE)),
             _ => Self::c2c(SERVER_IP),
         }
     }

@@ -1,4 +1,6 @@
 //! The limit: one veth pair, no node in between.
+use std::net::Ipv4Addr;
+
 use anyhow::Result;
 
 use super::{
@@ -10,6 +12,12 @@ use crate::util::sh;
 
 /// c2c: the two containers' `eth0`s are the two ends of one veth.
 pub fn pair(t: &mut Topology) -> Result<()> {
+    pair_of(t, CLIENT_IP, SERVER_IP)
+}
+
+/// The client's and the server's `eth0`s as the two ends of one veth,
+/// addressed `client` and `server` (on-link to each other: one /16).
+pub fn pair_of(t: &mut Topology, client: Ipv4Addr, server: Ipv4Addr) -> Result<()> {
     let (c1, c2) = (t.client_ns.clone(), t.server_ns.clone());
     t.add_netns(&c1)?;
     t.add_netns(&c2)?;
@@ -19,8 +27,8 @@ pub fn pair(t: &mut Topology) -> Result<()> {
             "-n", &c1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &c2,
         ],
     )?;
-    configure_container(&c1, CLIENT_IP, None)?;
-    configure_container(&c2, SERVER_IP, None)?;
+    configure_container(&c1, client, None)?;
+    configure_container(&c2, server, None)?;
     Ok(())
 }
 

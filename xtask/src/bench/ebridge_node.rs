@@ -63,6 +63,7 @@ pub fn build(t: &mut Topology) -> Result<()> {
         }
         Scenario::Publish => publish_endpoints(t, &node)?,
         Scenario::Cni => anyhow::bail!("podman makes the cni scenario's endpoints"),
+        Scenario::Routing => anyhow::bail!("the routing scenario builds its own nodes (routing/)"),
     }
     if t.setup == Setup::EbridgeFullNat {
         let filled = natmap::fill(&bridge, FILL_FLOWS)?;
@@ -185,10 +186,13 @@ pub fn teardown(node: &str, bridge: &str) {
 /// The datapath's counters (`ebridge show stats --json`), to show which
 /// path the packets took.
 pub fn stats(t: &Topology) -> Option<Value> {
-    let node = t.node_ns.as_deref()?;
-    let bridge = t.ebridge_bridge.as_deref()?;
-    let out = ebridge(node, bridge, &["show", "stats", "--json"]).ok()?;
-    serde_json::from_str(&out).ok()
+    stats_of(t.node_ns.as_deref()?, t.ebridge_bridge.as_deref()?).ok()
+}
+
+/// The same for any node's bridge.
+pub fn stats_of(node: &str, bridge: &str) -> Result<Value> {
+    let out = ebridge(node, bridge, &["show", "stats", "--json"])?;
+    serde_json::from_str(&out).context("ebridge show stats --json: not JSON")
 }
 
 /// Packets per verdict ("redirect", "pass", "drop") from `stats`.

@@ -18,6 +18,10 @@
 //!   host veth transmitted at least that many packets (the Linux bridge
 //!   forwarded them), and for the connection test the chain's rule that
 //!   sees each new flow >= connections (cni/chain_evidence.rs);
+//! - routing (routing/evidence.rs): both nodes' counters, the client's
+//!   for the packets leaving its pod, the server's for those reaching its
+//!   pod (ebridge routed-out / routed-in; the host-gw node's FORWARD
+//!   rules; plain routing's ForwDatagrams);
 //! - the bare veth and bridge-nf-off have no counter to read.
 use std::collections::BTreeMap;
 
@@ -28,13 +32,14 @@ use super::{
     aim::{CONTAINER_IP, PORT_TCP_CRR, PUBLISH_OFFSET, SUBNET},
     ebridge_node,
     iptables::Published,
+    routing,
     scenario::Scenario,
     topology::Topology,
 };
 
 /// Counter name -> (packets, bytes).
 #[derive(Clone, Default)]
-pub struct Counters(BTreeMap<String, (u64, u64)>);
+pub struct Counters(pub(super) BTreeMap<String, (u64, u64)>);
 
 impl Counters {
     fn delta(&self, before: &Counters, name: &str) -> Option<(u64, u64)> {
@@ -51,6 +56,9 @@ impl Counters {
 
 /// The counters of a setup now (empty for setups that have none).
 pub fn snapshot(t: &Topology) -> Result<Counters> {
+    if t.scenario == Scenario::Routing {
+        return Ok(Counters(routing::evidence::snapshot(t)?));
+    }
     if let Some(chain) = &t.chain {
         return Ok(Counters(chain.snapshot()?));
     }
@@ -103,11 +111,11 @@ pub fn parse_save(text: &str) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// One required movement of a counter.
-struct Need {
+pub(super) struct Need {
     /// Counter names whose deltas add up.
-    counters: Vec<String>,
-    packets: u64,
-    bytes: Option<u64>,
+    pub counters: Vec<String>,
+    pub packets: u64,
+    pub bytes: Option<u64>,
 }
 
 pub const FORWARD_ALL: &str = "filter -A FORWARD -j DOCKER-USER";
@@ -133,10 +141,14 @@ pub fn ebridge_forward_reasons(scenario: Scenario) -> &'static [&'static str] {
         Scenario::C2c => &["redirect-peer"],
         Scenario::Nat => &["snat-out"],
         Scenario::Publish | Scenario::Cni => &["dnat-in", "revnat-in", "xdp-revnat-in"],
+        Scenario::Routing => &["routed-out"],
     }
 }
 
 fn needs(t: &Topology, new_flows: bool, packets: u64, bytes: Option<u64>) -> Vec<Need> {
+    if t.scenario == Scenario::Routing {
+        return routing::evidence::needs(t, new_flows, packets, bytes);
+    }
     let need = |names: Vec<String>, packets| Need {
         counters: names,
         packets,
@@ -168,7 +180,7 @@ fn needs(t: &Topology, new_flows: bool, packets: u64, bytes: Option<u64>) -> Vec
         let rule = match t.scenario {
             Scenario::Nat => Some(masquerade_rule()),
             Scenario::Publish => Some(measured_dnat_rule()),
-            Scenario::C2c | Scenario::Cni => None,
+            Scenario::C2c | Scenario::Cni | Scenario::Routing => None,
         };
         if let Some(rule) = rule {
             out.push(Need {

@@ -104,17 +104,28 @@ pub fn published_ports(after: u8) -> Vec<Published> {
 }
 
 fn bridge(node: &str) -> Result<()> {
-    let gw = format!("{GATEWAY}/{PREFIX_LEN}");
-    sh(
-        "ip",
-        &["-n", node, "link", "add", "docker0", "type", "bridge"],
-    )?;
-    sh("ip", &["-n", node, "addr", "add", &gw, "dev", "docker0"])?;
-    sh("ip", &["-n", node, "link", "set", "docker0", "up"])?;
+    bridge_named(node, "docker0", GATEWAY, PREFIX_LEN)
+}
+
+/// A Linux bridge `name` in `node` holding the gateway address.
+pub fn bridge_named(node: &str, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()> {
+    let gw = format!("{gateway}/{prefix_len}");
+    sh("ip", &["-n", node, "link", "add", name, "type", "bridge"])?;
+    sh("ip", &["-n", node, "addr", "add", &gw, "dev", name])?;
+    sh("ip", &["-n", node, "link", "set", name, "up"])?;
     Ok(())
 }
 
 fn attach(node: &str, ns: &str, ip: Ipv4Addr, host_veth: &str) -> Result<()> {
+    host_veth_pair(node, ns, host_veth)?;
+    enslave(node, host_veth, "docker0")?;
+    link_up(node, host_veth)?;
+    configure_container(ns, ip, Some(GATEWAY))
+}
+
+/// A veth from `node` (`host_veth`, still down) to `ns` (`eth0`,
+/// unconfigured).
+pub fn host_veth_pair(node: &str, ns: &str, host_veth: &str) -> Result<()> {
     sh(
         "ip",
         &[
@@ -122,18 +133,24 @@ fn attach(node: &str, ns: &str, ip: Ipv4Addr, host_veth: &str) -> Result<()> {
             ns,
         ],
     )?;
-    sh(
-        "ip",
-        &["-n", node, "link", "set", host_veth, "master", "docker0"],
-    )?;
-    sh("ip", &["-n", node, "link", "set", host_veth, "up"])?;
-    configure_container(ns, ip, Some(GATEWAY))
+    Ok(())
+}
+
+pub fn link_up(node: &str, dev: &str) -> Result<()> {
+    sh("ip", &["-n", node, "link", "set", dev, "up"])?;
+    Ok(())
+}
+
+/// Puts a port on a bridge of `node`.
+pub fn enslave(node: &str, port: &str, bridge: &str) -> Result<()> {
+    sh("ip", &["-n", node, "link", "set", port, "master", bridge])?;
+    Ok(())
 }
 
 /// Per-namespace sysctls (br_netfilter is built in, so every netns has
 /// them). Setting them fails loudly if br_netfilter is missing, which
 /// would make the Docker numbers a lie.
-fn sysctls(t: &Topology, node: &str, netfilter: bool) -> Result<()> {
+pub fn sysctls(t: &Topology, node: &str, netfilter: bool) -> Result<()> {
     let nf = if netfilter { "1" } else { "0" };
     t.exec(
         node,
@@ -170,12 +187,20 @@ pub fn note_conntrack_size(t: &mut Topology) {
 /// Conntrack entries in the node namespace: proof that the traffic really
 /// went through conntrack.
 pub fn conntrack_count(t: &Topology) -> Option<u64> {
-    let node = t.node_ns.as_deref()?;
-    t.exec(node, &["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    conntrack_count_in(t.node_ns.as_deref()?)
+}
+
+/// The same for any namespace.
+pub fn conntrack_count_in(ns: &str) -> Option<u64> {
+    let net = format!("--net=/run/netns/{ns}");
+    sh(
+        "nsenter",
+        &[&net, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"],
+    )
+    .ok()?
+    .trim()
+    .parse()
+    .ok()
 }
 
 /// `conntrack -S` of the node summed over CPUs (insert, insert_failed,
@@ -202,7 +227,15 @@ pub fn conntrack_stats(t: &Topology) -> std::collections::BTreeMap<String, u64> 
 
 /// Rule listings with packet counters, for the JSON report.
 pub fn counters(t: &Topology, table: &str, chain: &str) -> Option<String> {
-    let node = t.node_ns.as_deref()?;
-    t.exec(node, &["iptables", "-w", "5", "-t", table, "-nvxL", chain])
-        .ok()
+    counters_in(t.node_ns.as_deref()?, table, chain)
+}
+
+/// The same for any namespace.
+pub fn counters_in(ns: &str, table: &str, chain: &str) -> Option<String> {
+    let net = format!("--net=/run/netns/{ns}");
+    sh(
+        "nsenter",
+        &[&net, "iptables", "-w", "5", "-t", table, "-nvxL", chain],
+    )
+    .ok()
 }

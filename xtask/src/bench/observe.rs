@@ -2,13 +2,15 @@
 //! before they are removed, for the report.
 use serde_json::{json, Map, Value};
 
-use super::{ebridge_node, linux_bridge, natmap, scenario::Scenario, topology::Topology};
+use super::{ebridge_node, linux_bridge, natmap, routing, scenario::Scenario, topology::Topology};
 
 pub fn observe(topologies: &[Topology]) -> Value {
     let mut obs = Map::new();
     for t in topologies {
         let key = t.setup.key();
-        if t.chain.is_some() {
+        if t.scenario == Scenario::Routing {
+            obs.insert(key.into(), routing::observe::observe(t));
+        } else if t.chain.is_some() {
             let count = linux_bridge::conntrack_count(t);
             println!(
                 "{key}: {} conntrack entries in the node namespace",

@@ -119,6 +119,11 @@ pub fn print_table(scenario: Scenario, info: &RunInfo, r: &Results, extras: &[Ex
             "\nnote: the UDP packet rate is a one-way stream: conntrack never sees a reply, so every packet stays ctstate NEW and walks Docker's DOCKER chain to its ACCEPT (Docker's worst case, position-dependent). Traffic that carries replies: UDP req/resp and TCP connections/s."
         );
     }
+    if scenario == Scenario::Routing {
+        println!(
+            "\nnote: the UDP packet rate is a one-way stream: on the host-gw server node conntrack never sees a reply, so its packets stay ctstate NEW and are accepted by -d 10.244.0.0/16; request/response and connections carry replies. ebridge's nodes keep ip_forward=0 (the node's IP stack forwards nothing; ForwDatagrams above)."
+        );
+    }
     print_extras(extras);
     let met = targets
         .iter()
@@ -320,13 +325,19 @@ pub fn to_json(rep: Report) -> Value {
 /// target/bench/latest-<scenario>.json, and records the run in
 /// target/bench/latest.json, the index of every scenario's latest run.
 pub fn write_json(scenario: Scenario, report: &Value, stamp: &str) -> Result<PathBuf> {
+    write_json_as(scenario.key(), report, stamp)
+}
+
+/// The same for a benchmark named `key` (the monitor scenario, which has
+/// no setups to interleave).
+pub fn write_json_as(key: &str, report: &Value, stamp: &str) -> Result<PathBuf> {
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let text = serde_json::to_string_pretty(report)?;
-    let name = format!("{}-{stamp}.json", scenario.key());
+    let name = format!("{key}-{stamp}.json");
     let path = dir.join(&name);
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-    let latest = dir.join(format!("latest-{}.json", scenario.key()));
+    let latest = dir.join(format!("latest-{key}.json"));
     std::fs::write(&latest, &text).with_context(|| format!("cannot write {}", latest.display()))?;
 
     let index_path = dir.join("latest.json");
@@ -337,7 +348,7 @@ pub fn write_json(scenario: Scenario, report: &Value, stamp: &str) -> Result<Pat
         .filter(|v| v.get("scenarios").is_some())
         .unwrap_or_else(|| json!({"scenarios": {}}));
     index["about"] = json!("latest run of each scenario of cargo xtask bench; the full reports are the files named here");
-    index["scenarios"][scenario.key()] = json!({
+    index["scenarios"][key] = json!({
         "file": name,
         "finished": report["finished"],
         "all_targets_met": report["all_targets_met"],

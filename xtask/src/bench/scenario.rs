@@ -6,7 +6,9 @@
 //! - publish: outside host to a container's published port (DNAT);
 //! - cni: podman's containers on the reference CNI chain and on ebridge
 //!   as its CNI plugin, both paths (container to container, outside to a
-//!   published port) side by side; its lifecycle part lives in cni/.
+//!   published port) side by side; its lifecycle part lives in cni/;
+//! - routing: pod to pod across two nodes (native routing, issue 9); its
+//!   two-node topologies and evidence live in routing/.
 use super::{measure::Measurement, metric::Metric, stats::Target, targets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -15,6 +17,7 @@ pub enum Scenario {
     Nat,
     Publish,
     Cni,
+    Routing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +45,12 @@ pub enum Setup {
     ChainPublish,
     /// ebridge's CNI plugin, outside host to a published port.
     CniPublish,
+    /// routing: a host-gw / kube-router node's Linux routing (bridge with
+    /// br_netfilter, FORWARD rules, conntrack, ip_forward).
+    HostGw,
+    /// routing: the kernel's IP forwarding and nothing else (routed veth,
+    /// no netfilter).
+    PlainRouting,
 }
 
 /// Synthetic live flows in `ebridge-1m-flows`' NAT table.
@@ -50,11 +59,12 @@ pub const FILL_FLOWS: u32 = 1_000_000;
 pub const BULK_PORTS: u16 = 1000;
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::C2c,
         Scenario::Nat,
         Scenario::Publish,
         Scenario::Cni,
+        Scenario::Routing,
     ];
 
     pub fn key(self) -> &'static str {
@@ -63,6 +73,7 @@ impl Scenario {
             Scenario::Nat => "nat",
             Scenario::Publish => "publish",
             Scenario::Cni => "cni",
+            Scenario::Routing => "routing",
         }
     }
 
@@ -72,6 +83,7 @@ impl Scenario {
             Scenario::Nat => "container to a host outside the node (masquerade)",
             Scenario::Publish => "outside host to a published container port (DNAT)",
             Scenario::Cni => "podman on the reference CNI chain vs on ebridge's CNI plugin",
+            Scenario::Routing => "pod to pod across two nodes (native routing)",
         }
     }
 
@@ -103,6 +115,12 @@ impl Scenario {
                 Setup::ChainPublish,
                 Setup::CniPublish,
             ],
+            Scenario::Routing => &[
+                Setup::BareVeth,
+                Setup::HostGw,
+                Setup::PlainRouting,
+                Setup::Ebridge,
+            ],
         }
     }
 
@@ -118,7 +136,7 @@ impl Scenario {
 
     pub fn measurements(self) -> &'static [Measurement] {
         match self {
-            Scenario::C2c | Scenario::Nat => &Measurement::ALL,
+            Scenario::C2c | Scenario::Nat | Scenario::Routing => &Measurement::ALL,
             Scenario::Publish | Scenario::Cni => &[
                 Measurement::UdpRate,
                 Measurement::UdpRr,
@@ -165,6 +183,7 @@ impl Scenario {
             Scenario::Nat => 'n',
             Scenario::Publish => 'p',
             Scenario::Cni => 'i',
+            Scenario::Routing => 'r',
         };
         let setup = match setup {
             Setup::BareVeth => 'b',
@@ -179,8 +198,27 @@ impl Scenario {
             Setup::CniC2c => 'e',
             Setup::ChainPublish => 's',
             Setup::CniPublish => 'f',
+            Setup::HostGw => 'h',
+            Setup::PlainRouting => 'k',
         };
         format!("{scenario}{setup}")
+    }
+
+    /// The code of a two-node setup's second node (routing: the server's
+    /// node and pod), distinct from every setup's own code in the
+    /// scenario; its names follow `code`'s rules.
+    pub fn second_code(self, setup: Setup) -> String {
+        let mut code = self.code(setup);
+        let second = match code.pop() {
+            Some('b') => 'c',
+            Some('h') => 'i',
+            Some('k') => 'l',
+            Some('e') => 'f',
+            Some(c) => c.to_ascii_uppercase(),
+            None => 'z',
+        };
+        code.push(second);
+        code
     }
 
     /// (a, b) pairs whose ratio a/b the ratio table shows.
@@ -206,6 +244,11 @@ impl Scenario {
                 (Setup::CniC2c, Setup::ChainC2c),
                 (Setup::CniPublish, Setup::ChainPublish),
             ],
+            Scenario::Routing => &[
+                (Setup::Ebridge, Setup::HostGw),
+                (Setup::Ebridge, Setup::PlainRouting),
+                (Setup::Ebridge, Setup::BareVeth),
+            ],
         }
     }
 
@@ -215,6 +258,7 @@ impl Scenario {
             Scenario::Nat => &targets::NAT,
             Scenario::Publish => &targets::PUBLISH,
             Scenario::Cni => &targets::CNI,
+            Scenario::Routing => &targets::ROUTING,
         }
     }
 }
@@ -236,6 +280,8 @@ impl Setup {
             Setup::CniC2c => "ebridge-c2c",
             Setup::ChainPublish => "chain-publish",
             Setup::CniPublish => "ebridge-publish",
+            Setup::HostGw => "host-gw",
+            Setup::PlainRouting => "plain-routing",
         }
     }
 
@@ -264,12 +310,14 @@ impl Setup {
     pub fn describe(self, scenario: Scenario) -> String {
         let s = match (scenario, self) {
             (Scenario::C2c, Setup::BareVeth) => "one veth pair straight between the two container namespaces (the physical limit)",
+            (Scenario::Routing, Setup::BareVeth) => "one veth pair straight between the two pod namespaces, 10.244.1.2/16 and 10.244.2.2/16 on-link: no node at all (the limit)",
             (_, Setup::BareVeth) => "one veth pair straight between the container namespace and the outside namespace, each routing the other's subnet on-link (the physical limit)",
             (_, Setup::DockerBridge) => "Linux bridge docker0 in a node namespace with bridge-nf-call-iptables=1, Docker's filter FORWARD chains, conntrack and nat MASQUERADE rules",
             (_, Setup::BridgeNfOff) => "the same Linux bridge with bridge-nf-call-iptables=0 and no rules",
             (_, Setup::DockerNat) => "Linux bridge docker0 in a node namespace with an uplink veth to the outside namespace; ip_forward=1 and bridge-nf-call-iptables=1 in the node namespace; dockerd's filter and nat rules, nat POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
             (_, Setup::DockerDnat) => "the docker-nat node plus what dockerd writes for published ports: nat DOCKER chain (from PREROUTING/OUTPUT with -m addrtype --dst-type LOCAL) with one DNAT rule per port, filter DOCKER ACCEPT and nat POSTROUTING hairpin MASQUERADE per port; 100 ports of 10 other containers, the measured container's rules after 5 of them (50 other ports' rules before, 50 after)",
             (_, Setup::DockerDnatFirst) => "docker-dnat with the measured container's rules first in the DOCKER chains (the container was started before the 10 others): Docker's best case, measured on the packet rate only",
+            (Scenario::Routing, Setup::Ebridge) => "two node namespaces on a veth underlay (192.168.77.1-2/24, static route to the other node's pod /24 via its underlay address), each running ebridge up --subnet 10.244.N.0/24 --native-routing-cidr 10.244.0.0/16 --uplink under0 + ebridge endpoint add for its pod (10.244.N.2) and ebridge agent; node sysctls left at their defaults (ip_forward 0), no iptables rules",
             (Scenario::C2c, Setup::Ebridge) => "ebridge up + two ebridge endpoint add in a node namespace with an uplink veth to an outside namespace, ebridge agent running; node sysctls left at their defaults, no iptables rules",
             (Scenario::Nat, Setup::Ebridge) => "ebridge up with every default (NAT table size and port range) + ebridge endpoint add in a node namespace with an uplink veth to the outside namespace, ebridge agent running for the whole scenario; masquerade in eBPF, no iptables rules, ip_forward untouched",
             (_, Setup::Ebridge) => "ebridge up + ebridge endpoint add -p for the measured ports, and 10 other endpoints publishing 10 ports each (100 more, like docker-dnat), ebridge agent running; DNAT in eBPF, no iptables rules",
@@ -279,6 +327,8 @@ impl Setup {
             (_, Setup::ChainC2c) => "podman 4.3 (CNI backend, private config and storage) in a node namespace, network = the reference chain: bridge (isGateway, ipMasq, hairpinMode) with host-local IPAM, then portmap; two of the containers the lifecycle part leaves running (99 at the default levels), each publishing ports; client container to server container",
             (_, Setup::CniC2c) => "the same podman, image and node layout, network installed by ebridge cni install (own allocator, every default), ebridge agent running; two of the containers the lifecycle part leaves running (99 at the default levels), each publishing ports; client container to server container",
             (_, Setup::ChainPublish) => "the reference chain's node: outside host to the node's uplink address, ports published by podman run -p (portmap DNAT) into the server container",
+            (_, Setup::HostGw) => "host-gw / kube-router node, twice on a veth underlay: Linux bridge cni0 with the gateway 10.244.N.1/24 and the pod's veth on it, bridge-nf-call-iptables=1 (br_netfilter), ip_forward=1, static route to the other node's pod /24 via its underlay address; filter FORWARD policy DROP with -o cni0 ctstate RELATED,ESTABLISHED ACCEPT, -i cni0 ACCEPT, -d 10.244.0.0/16 ACCEPT; nat POSTROUTING pod network RETURN, pods to elsewhere MASQUERADE; conntrack active",
+            (_, Setup::PlainRouting) => "the kernel's routing and nothing else, twice on the same underlay: the pod's veth routed directly (no bridge; the node side holds the gateway 10.244.N.1/24), ip_forward=1, static route to the other node's pod /24; no iptables rule, so no netfilter hook and no conntrack in the node",
             (_, Setup::CniPublish) => "ebridge's node: outside host to the node's uplink address, ports published by podman run -p (ebridge's DNAT) into the server container",
         };
         s.to_string()

@@ -168,3 +168,39 @@ pub const CNI: [Target; 6] = [
         Bound::AtLeast(1.5),
     ),
 ];
+
+/// Issue 9, pod to pod across two nodes: packet rate >= 1.5x the host-gw
+/// node and >= 1.1x the kernel's plain routing; p50 <= 0.85x the host-gw
+/// node; connections per second >= 1.3x; throughput not below.
+pub const ROUTING: [Target; 5] = [
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::HostGw,
+        Bound::AtLeast(1.5),
+    ),
+    target(
+        Metric::UdpPps,
+        Setup::Ebridge,
+        Setup::PlainRouting,
+        Bound::AtLeast(1.1),
+    ),
+    target(
+        Metric::RttP50,
+        Setup::Ebridge,
+        Setup::HostGw,
+        Bound::AtMost(0.85),
+    ),
+    target(
+        Metric::TcpCps,
+        Setup::Ebridge,
+        Setup::HostGw,
+        Bound::AtLeast(1.3),
+    ),
+    target(
+        Metric::TcpBps,
+        Setup::Ebridge,
+        Setup::HostGw,
+        Bound::AtLeast(1.0),
+    ),
+];

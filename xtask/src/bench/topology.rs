@@ -15,6 +15,7 @@ use super::{
     cni::chain_evidence::ChainEvidence,
     ebridge_node, linux_bridge,
     measure::Measurement,
+    routing,
     scenario::{Scenario, Setup},
 };
 use crate::util::{sh, sh_quiet};
@@ -31,9 +32,12 @@ pub struct Topology {
     pub server_ns: String,
     /// The container namespace (c2c: the client's).
     pub container_ns: String,
+    /// The node (routing: the client's node).
     pub node_ns: Option<String>,
     /// The ebridge bridge name once `ebridge up` may have run.
     pub ebridge_bridge: Option<String>,
+    /// The server's node of a two-node setup (routing).
+    pub peer: Option<PeerNode>,
     pub aim: Aim,
     /// `ebridge agent`, running from `up` until the setup is removed
     /// (shared by the cni scenario's two paths through one node).
@@ -61,6 +65,10 @@ impl Topology {
             Scenario::Cni => {
                 anyhow::bail!("the cni scenario's paths are podman's (Topology::adopt)")
             }
+            Scenario::Routing => (
+                routing::pod_ns(&base),
+                routing::pod_ns(&format!("{run_id}{}", scenario.second_code(setup))),
+            ),
         };
         let mut t = Topology {
             scenario,
@@ -71,6 +79,7 @@ impl Topology {
             container_ns: container,
             node_ns: None,
             ebridge_bridge: None,
+            peer: None,
             aim: Aim::new(scenario, setup),
             agent: None,
             chain: None,
@@ -79,6 +88,7 @@ impl Topology {
             owned: true,
         };
         match (scenario, setup) {
+            (Scenario::Routing, _) => routing::build(&mut t, run_id)?,
             (Scenario::C2c, Setup::BareVeth) => bare::pair(&mut t)?,
             (_, Setup::BareVeth) => bare::to_outside(&mut t)?,
             (Scenario::C2c, Setup::DockerBridge) => linux_bridge::build_c2c(&mut t, true)?,
@@ -105,6 +115,7 @@ impl Topology {
             container_ns: paths.server_ns,
             node_ns: Some(paths.node),
             ebridge_bridge: paths.ebridge_bridge,
+            peer: None,
             aim: paths.aim,
             agent: paths.agent,
             chain: paths.chain,
@@ -192,10 +203,27 @@ impl Drop for Topology {
         if let (Some(node), Some(bridge)) = (&self.node_ns, &self.ebridge_bridge) {
             ebridge_node::teardown(node, bridge);
         }
+        if let Some(PeerNode {
+            node_ns,
+            ebridge_bridge: Some(bridge),
+            ..
+        }) = &self.peer
+        {
+            ebridge_node::teardown(node_ns, bridge);
+        }
         for ns in self.namespaces.iter().rev() {
             sh_quiet("ip", &["netns", "del", ns]);
         }
     }
+}
+
+/// The second node of a two-node setup: the server's (routing).
+pub struct PeerNode {
+    /// `<run id><second code>`: prefix of the names made for it.
+    pub base: String,
+    pub node_ns: String,
+    /// Its ebridge bridge once `ebridge up` may have run there.
+    pub ebridge_bridge: Option<String>,
 }
 
 /// What a path through others' namespaces is made of (`Topology::adopt`).
@@ -212,9 +240,20 @@ pub struct Adopted {
 /// Addresses the container end `eth0` of a veth the way Docker does:
 /// 172.17.0.x/16, MAC 02:42 + the address, default route via the gateway.
 pub fn configure_container(ns: &str, ip: Ipv4Addr, gateway: Option<Ipv4Addr>) -> Result<()> {
+    configure_pod(ns, ip, PREFIX_LEN, gateway)
+}
+
+/// The same with the prefix length of the pod's subnet (routing: a
+/// node's /24).
+pub fn configure_pod(
+    ns: &str,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Option<Ipv4Addr>,
+) -> Result<()> {
     let o = ip.octets();
     let mac = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]);
-    let cidr = format!("{ip}/{PREFIX_LEN}");
+    let cidr = format!("{ip}/{prefix_len}");
     sh("ip", &["-n", ns, "link", "set", "eth0", "address", &mac])?;
     sh("ip", &["-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
     sh("ip", &["-n", ns, "link", "set", "eth0", "up"])?;

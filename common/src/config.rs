@@ -31,6 +31,14 @@ pub struct BridgeConfig {
     /// Network namespace cookie (`SO_NETNS_COOKIE`) of the node: the cgroup
     /// socket programs act only on sockets of this namespace.
     pub netns_cookie: u64,
+    /// IPv6 (`CONFIG_F_IPV6`): the gateway address the bridge holds and
+    /// the containers' subnet, network order.
+    pub gateway_ipv6: [u8; 16],
+    pub subnet_ipv6: [u8; 16],
+    pub subnet6_prefix_len: u32,
+    pub _pad6: u32,
+    /// IPv6 masquerade source: the uplink's global address.
+    pub uplink_ipv6: [u8; 16],
 }
 
 /// Containers on the bridge may talk to each other (Docker's `icc`).
@@ -43,6 +51,11 @@ pub const CONFIG_F_XDP_GENERIC: u32 = 1 << 2;
 pub const CONFIG_F_XDP_NATIVE: u32 = 1 << 3;
 /// Native-routing CIDRs are set: the datapath consults `native_nets`.
 pub const CONFIG_F_NATIVE_ROUTING: u32 = 1 << 5;
+/// The bridge has an IPv6 subnet (`up --subnet-v6`).
+pub const CONFIG_F_IPV6: u32 = 1 << 6;
+/// IPv6 from containers is masqueraded behind `uplink_ipv6` (the default
+/// with an IPv6 subnet, like Docker 27; off: routed with its own address).
+pub const CONFIG_F_IPV6_MASQUERADE: u32 = 1 << 7;
 /// `--nat-ports` was given: every source port maps into that range (like
 /// `MASQUERADE --to-ports`). Without it, ports below 1024 stay privileged.
 pub const CONFIG_F_NAT_PORTS_GIVEN: u32 = 1 << 4;

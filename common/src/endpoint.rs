@@ -11,4 +11,10 @@ pub struct Endpoint {
     /// The host-side veth: `bpf_redirect_peer` on it enters the container.
     pub host_ifindex: u32,
     pub flags: u32,
+    /// The container's IPv6 address, network order; all zero when the
+    /// bridge has no IPv6 subnet.
+    pub ipv6: [u8; 16],
+    /// Its link-local address (EUI-64 from `mac`, as the kernel forms it
+    /// with `addr_gen_mode` 0): NDP and router solicitations use it.
+    pub ipv6_ll: [u8; 16],
 }

@@ -4,6 +4,7 @@
 pub const MAP_CONFIG: &str = "config";
 pub const MAP_ENDPOINTS: &str = "endpoints";
 pub const MAP_ENDPOINT_BY_IP: &str = "endpoint_by_ip";
+pub const MAP_ENDPOINT_BY_IP6: &str = "endpoint_by_ip6";
 pub const MAP_FDB: &str = "fdb";
 pub const MAP_STATS: &str = "stats";
 pub const MAP_NAT: &str = "nat";
@@ -18,10 +19,11 @@ pub const MAP_MONITOR: &str = "monitor";
 pub const MAP_MONITOR_BUDGET: &str = "monitor_budget";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 16] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
+    MAP_ENDPOINT_BY_IP6,
     MAP_FDB,
     MAP_STATS,
     MAP_NAT,

@@ -145,10 +145,26 @@ reasons! {
     FWD_ROUTED_IN = 47, "routed-in", Redirect;
     /// A packet for a pod address no endpoint has: the kernel answers.
     PASS_NO_SUCH_POD = 48, "pass-no-such-pod", Pass;
+    /// IPv6 source address is neither the endpoint's address nor its
+    /// link-local one (nor `::` where NDP and MLD allow it).
+    DROP_SPOOFED_IP6 = 49, "drop-spoofed-ip6", Drop;
+    /// A Neighbor Solicitation or Advertisement claiming an address or a
+    /// link-layer address that is not the endpoint's.
+    DROP_SPOOFED_ND = 50, "drop-spoofed-nd", Drop;
+    /// A Router Advertisement from a container: it must not become the
+    /// other containers' router.
+    DROP_ROUTER_ADVERT = 51, "drop-router-advert", Drop;
+    /// An ICMPv6 Redirect from a container.
+    DROP_ICMP6_REDIRECT = 52, "drop-icmp6-redirect", Drop;
+    /// IPv6 from a container on a bridge without an IPv6 subnet.
+    DROP_IPV6_OFF = 53, "drop-ipv6-off", Drop;
+    /// IPv6 header with a bad version or payload length, or an extension
+    /// header chain that runs past the packet or is too long to walk.
+    DROP_MALFORMED_IP6 = 54, "drop-malformed-ip6", Drop;
 }
 
-/// Size of the stats array; codes above leave room for NAT reasons.
-pub const MAX_REASONS: usize = 64;
+/// Size of the stats array; codes above leave room for more reasons.
+pub const MAX_REASONS: usize = 96;
 
 pub fn reason_label(code: u32) -> Option<&'static str> {
     let mut i = 0;

@@ -40,7 +40,7 @@ pod!(
     MonitorBudget
 );
 
-const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 72);
+const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 128);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NatEntry>() == 64);
 const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
@@ -48,7 +48,7 @@ const _: () = assert!(core::mem::size_of::<PublishTarget>() == 20);
 const _: () = assert!(core::mem::size_of::<SockRewrite>() == 12);
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 20);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 52);
 const _: () = assert!(core::mem::size_of::<FdbEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);

@@ -15,21 +15,30 @@ use network_types::eth::EthHdr;
 use crate::{
     antispoof,
     fdb::{self, Port},
-    ipv4,
+    ipv4, ipv6,
     maps::{CONFIG, ENDPOINTS},
     masquerade,
-    packet::{self, ETH_P_IPV4},
+    packet::{self, ETH_P_IPV4, ETH_P_IPV6},
     stats::{count, drop, pass},
 };
 
 #[classifier]
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
-    handle(&ctx)
+    packet::ensure_linear(&ctx);
+    let ipv6 = packet::eth(&ctx).is_ok_and(|eth| packet::ether_type(eth) == ETH_P_IPV6);
+    if ipv6 {
+        handle::<true>(ctx)
+    } else {
+        handle::<false>(ctx)
+    }
 }
 
-#[inline(always)]
-fn handle(ctx: &TcContext) -> i32 {
-    packet::ensure_linear(ctx);
+/// One copy per family, each out of line: eBPF's 512-byte stack is shared
+/// by a call chain, and IPv4's NAT path already fills most of it, so
+/// IPv6's extension header and ND checks must not share its frame.
+#[inline(never)]
+fn handle<const IPV6: bool>(ctx: TcContext) -> i32 {
+    let ctx = &ctx;
     // The array always has its entry; a zero bridge index means `up` has
     // not written it (yet): fail closed.
     let Some(cfg) = CONFIG.get(0).filter(|c| c.bridge_ifindex != 0) else {
@@ -42,7 +51,12 @@ fn handle(ctx: &TcContext) -> i32 {
     let Ok(eth) = packet::eth(ctx) else {
         return drop(ctx, DROP_TRUNCATED);
     };
-    if let Err(reason) = antispoof::check_source(ctx, eth, ep) {
+    let checked = if IPV6 {
+        antispoof::check_source6(ctx, eth, ep)
+    } else {
+        antispoof::check_source(ctx, eth, ep)
+    };
+    if let Err(reason) = checked {
         return drop(ctx, reason);
     }
 
@@ -50,7 +64,7 @@ fn handle(ctx: &TcContext) -> i32 {
     let (src, dst) = unsafe { ((*eth).src_addr, (*eth).dst_addr) };
     fdb::learn(ctx, &src, ifindex, now, cfg.fdb_ageing_ns);
 
-    if cfg.flags & CONFIG_F_ICC == 0 && to_other_container(ctx, eth, cfg) {
+    if cfg.flags & CONFIG_F_ICC == 0 && to_other_container::<IPV6>(ctx, eth, cfg) {
         return drop(ctx, DROP_ICC);
     }
 
@@ -59,7 +73,7 @@ fn handle(ctx: &TcContext) -> i32 {
     }
     match fdb::lookup(&dst, cfg.fdb_ageing_ns, now) {
         Port::Unknown => pass(ctx, PASS_UNKNOWN_DST),
-        Port::Local if packet::ether_type(eth) == ETH_P_IPV4 => {
+        Port::Local if !IPV6 && packet::ether_type(eth) == ETH_P_IPV4 => {
             masquerade::route_from_container(ctx, cfg, ep, now)
         }
         Port::Local => pass(ctx, PASS_TO_HOST),
@@ -72,17 +86,35 @@ fn handle(ctx: &TcContext) -> i32 {
 /// With ICC off, IPv4 to any subnet address but the gateway is another
 /// container's (or their broadcast), however it would get there: fast path,
 /// bridge flooding, or routed back through the gateway. Docker's
-/// `-i docker0 -o docker0 -j DROP` covers all three as well.
+/// `-i docker0 -o docker0 -j DROP` covers all three as well. For IPv6 the
+/// same holds for the IPv6 subnet and for link-local unicast other than
+/// the bridge's own; multicast (neighbor discovery with the gateway) goes.
 #[inline(always)]
-fn to_other_container(ctx: &TcContext, eth: *const EthHdr, cfg: &BridgeConfig) -> bool {
-    if packet::ether_type(eth) != ETH_P_IPV4 {
-        return false;
+fn to_other_container<const IPV6: bool>(
+    ctx: &TcContext,
+    eth: *const EthHdr,
+    cfg: &BridgeConfig,
+) -> bool {
+    match packet::ether_type(eth) {
+        ETH_P_IPV4 if !IPV6 => {
+            let Ok(ip) = packet::ipv4(ctx) else {
+                return false;
+            };
+            let dst = unsafe { &(*ip).dst_addr };
+            ipv4::in_subnet(dst, cfg) && !ipv4::ipv4_eq(dst, &cfg.gateway_ipv4)
+        }
+        ETH_P_IPV6 if IPV6 => {
+            let Ok(ip) = packet::ipv6(ctx) else {
+                return false;
+            };
+            let dst = unsafe { &(*ip).dst_addr };
+            if ipv6::is_link_local(dst) {
+                return !ipv6::ipv6_eq(dst, &ipv6::link_local_of(&cfg.bridge_mac));
+            }
+            ipv6::in_subnet(dst, cfg) && !ipv6::ipv6_eq(dst, &cfg.gateway_ipv6)
+        }
+        _ => false,
     }
-    let Ok(ip) = packet::ipv4(ctx) else {
-        return false;
-    };
-    let dst = unsafe { &(*ip).dst_addr };
-    ipv4::in_subnet(dst, cfg) && !ipv4::ipv4_eq(dst, &cfg.gateway_ipv4)
 }
 
 /// Deliver straight into the other container's netns: skips the bridge and

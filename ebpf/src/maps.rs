@@ -30,6 +30,10 @@ pub static ENDPOINTS: HashMap<u32, Endpoint, MAX_ENDPOINTS> = HashMap::new();
 #[btf_map(name = "endpoint_by_ip")]
 pub static ENDPOINT_BY_IP: HashMap<[u8; 4], u32, MAX_ENDPOINTS> = HashMap::new();
 
+/// Endpoint IPv6 (network order) → host veth ifindex.
+#[btf_map(name = "endpoint_by_ip6")]
+pub static ENDPOINT_BY_IP6: HashMap<[u8; 16], u32, MAX_ENDPOINTS> = HashMap::new();
+
 #[btf_map(name = "fdb")]
 pub static FDB: HashMap<MacAddr, FdbEntry, MAX_FDB_ENTRIES> = HashMap::new();
 

@@ -3,7 +3,11 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::{TcContext, XdpContext};
-use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
+use network_types::{
+    arp::ArpHdr,
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
 
 pub const ETH_LEN: usize = size_of::<EthHdr>();
 /// Enough linear bytes for Ethernet + IPv4 with options + an L4 header.
@@ -11,6 +15,7 @@ const LINEAR_WANTED: u32 = (ETH_LEN + 60 + 20) as u32;
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 
 pub struct Truncated;
 
@@ -88,6 +93,11 @@ pub fn eth(ctx: &impl Frame) -> Result<*mut EthHdr, Truncated> {
 #[inline(always)]
 pub fn ipv4(ctx: &impl Frame) -> Result<*mut Ipv4Hdr, Truncated> {
     header_at::<Ipv4Hdr>(ctx, ETH_LEN)
+}
+
+#[inline(always)]
+pub fn ipv6(ctx: &impl Frame) -> Result<*mut Ipv6Hdr, Truncated> {
+    header_at::<Ipv6Hdr>(ctx, ETH_LEN)
 }
 
 #[inline(always)]

@@ -264,6 +264,70 @@ pub fn send_spoofed(lab: &Lab, netns: &str, count: u32) {
     lab.exec_ok(netns, &[PY, "-c", &script]);
 }
 
+/// Sends `mb` MiB of random data over TCP from `client_ns` to a listener
+/// in `server_ns` on `server_addr` (IPv4 or IPv6) and fails the test
+/// unless what arrived has the same SHA-256.
+pub fn tcp_transfer_checked(
+    lab: &Lab,
+    server_ns: &str,
+    client_ns: &str,
+    server_addr: &str,
+    mb: u32,
+) {
+    let dir = std::env::temp_dir().join(format!("{}-tcp-{server_ns}", lab.id));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let src = dir.join("payload");
+    let dst = dir.join("received");
+    run_ok(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "head -c {} /dev/urandom > {}",
+                u64::from(mb) << 20,
+                src.display()
+            ),
+        ],
+    );
+    let family = if server_addr.contains(':') {
+        "-6"
+    } else {
+        "-4"
+    };
+    let server = Command::new("ip")
+        .args(["netns", "exec", server_ns, "sh", "-c"])
+        .arg(format!(
+            "timeout 60 nc {family} -l -p 5001 > {}",
+            dst.display()
+        ))
+        .spawn()
+        .expect("server");
+    thread::sleep(Duration::from_millis(300));
+    lab.exec_ok(
+        client_ns,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "timeout 60 nc {family} -q 1 -w 10 {server_addr} 5001 < {}",
+                src.display()
+            ),
+        ],
+    );
+    let status = server.wait_with_output().expect("server exit").status;
+    assert!(status.success(), "TCP server failed: {status}");
+    let sum = |p: &std::path::Path| {
+        run_ok("sha256sum", &[p.to_str().expect("path")])
+            .split_whitespace()
+            .next()
+            .expect("sum")
+            .to_string()
+    };
+    let (sent, received) = (sum(&src), sum(&dst));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(sent, received, "received data differs from what was sent");
+}
+
 /// GET `url` from inside `netns` with curl; None until something answers.
 pub fn http_get(netns: &str, url: &str) -> Option<String> {
     let out = Command::new("ip")

@@ -2,7 +2,7 @@
 //! fast path (redirect_peer), not the Linux bridge.
 use std::{thread, time::Duration};
 
-use ebridge_tests::lab::{run_ok, Lab};
+use ebridge_tests::{lab::Lab, procs::tcp_transfer_checked};
 
 #[test]
 fn ping_both_ways() {
@@ -34,18 +34,6 @@ fn tcp_100mb_checksum_and_fast_path_counters() {
     let b = lab.endpoint("b", &[]);
     lab.exec_ok(&a, &["ping", "-c", "1", "-W", "2", "172.17.0.3"]);
 
-    let dir = std::env::temp_dir().join(format!("{}-tcp", lab.id));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let src = dir.join("payload");
-    let dst = dir.join("received");
-    run_ok(
-        "sh",
-        &[
-            "-c",
-            &format!("head -c 104857600 /dev/urandom > {}", src.display()),
-        ],
-    );
-
     let host_veths: Vec<String> = lab
         .json(&["endpoint", "ls"])
         .as_array()
@@ -61,35 +49,7 @@ fn tcp_100mb_checksum_and_fast_path_counters() {
     let b_tx_before = lab.link_packets(&b, "eth0").1;
     let redirect_before = lab.packets("redirect-peer");
 
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", &a, "sh", "-c"])
-        .arg(format!("timeout 60 nc -l -p 5001 > {}", dst.display()))
-        .spawn()
-        .expect("server");
-    thread::sleep(Duration::from_millis(300));
-    lab.exec_ok(
-        &b,
-        &[
-            "sh",
-            "-c",
-            &format!(
-                "timeout 60 nc -q 1 -w 10 172.17.0.2 5001 < {}",
-                src.display()
-            ),
-        ],
-    );
-    let status = server.wait_with_output().expect("server exit").status;
-    assert!(status.success(), "server failed: {status}");
-
-    let sum = |p: &std::path::Path| {
-        run_ok("sha256sum", &[p.to_str().expect("path")])
-            .split_whitespace()
-            .next()
-            .expect("sum")
-            .to_string()
-    };
-    assert_eq!(sum(&src), sum(&dst), "received data differs");
-    let _ = std::fs::remove_dir_all(&dir);
+    tcp_transfer_checked(&lab, &a, &b, "172.17.0.2", 100);
 
     let sent = (lab.link_packets(&a, "eth0").1 - a_tx_before)
         + (lab.link_packets(&b, "eth0").1 - b_tx_before);

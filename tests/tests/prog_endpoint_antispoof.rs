@@ -1,7 +1,7 @@
 //! A container may only send as itself. Frames with another source MAC, a
 //! foreign IPv4 source or a lying ARP sender are dropped and counted, and
-//! never reach the FDB (no MAC stealing). ARP probes (sender 0.0.0.0) and
-//! frames the program does not parse (IPv6) with the right MAC pass.
+//! never reach the FDB (no MAC stealing). ARP probes (sender 0.0.0.0)
+//! pass. IPv6 is checked in prog_endpoint_ipv6.
 mod common;
 
 use common::{frame::*, packet_test::*};
@@ -164,29 +164,7 @@ fn arp_announcement_of_its_own_address_is_allowed() {
 }
 
 #[test]
-fn ipv6_unicast_with_the_endpoint_mac_is_not_dropped() {
-    in_private_netns(|net| {
-        let fx = Fixture::new(net);
-        let ll_a = [
-            0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x42, 0xac, 0xff, 0xfe, 0x11, 0, 2,
-        ];
-        let ll_b = [
-            0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x42, 0xac, 0xff, 0xfe, 0x11, 0, 3,
-        ];
-        let frame = ipv6_frame(MAC_A, MAC_B, ll_a, ll_b);
-
-        let run = fx.dp.run(fx.a, &frame);
-
-        // Only the MAC is checked for IPv6: known unicast takes the fast path.
-        run.assert_verdict(TC_ACT_REDIRECT);
-        run.assert_frame_unchanged(&frame);
-        fx.dp.assert_counted_once(FWD_REDIRECT_PEER, &frame);
-        fx.dp.assert_learned(MAC_A, fx.a, &run);
-    });
-}
-
-#[test]
-fn ipv6_multicast_with_the_endpoint_mac_is_passed() {
+fn ipv6_on_a_bridge_without_ipv6_is_dropped() {
     in_private_netns(|net| {
         let fx = Fixture::new(net);
         let ll_a = [
@@ -197,8 +175,10 @@ fn ipv6_multicast_with_the_endpoint_mac_is_passed() {
 
         let run = fx.dp.run(fx.a, &frame);
 
-        run.assert_verdict(TC_NEXT);
-        fx.dp.assert_counted_once(PASS_MULTICAST, &frame);
+        // The container's IPv6 is off (`endpoint add` disables it): none of
+        // it is legitimate, whatever its MAC.
+        run.assert_verdict(TC_ACT_SHOT);
+        fx.dp.assert_counted_once(DROP_IPV6_OFF, &frame);
     });
 }
 

@@ -209,7 +209,9 @@ pub struct UpArgs {
     /// behind the uplink must route it back).
     #[arg(long = "no-masquerade")]
     pub no_masquerade: bool,
-    /// Source ports masqueraded flows get [default: 32768-60999].
+    /// Source ports masqueraded flows get; every port is mapped into it
+    /// [default: the container's own port if free, else any of 1024-65535,
+    /// privileged ports staying below 1024].
     #[arg(long = "nat-ports", value_name = "MIN-MAX")]
     pub nat_ports: Option<String>,
     /// NAT table size in entries; every flow takes two [default: 262144].
@@ -226,6 +228,26 @@ pub struct UpArgs {
     /// ipv4-native-routing-cidr).
     #[arg(long = "native-routing-cidr", value_name = "CIDR")]
     pub native_routing_cidr: Vec<String>,
+    /// IPv6 subnet of the containers (Docker's --fixed-cidr-v6), e.g.
+    /// fd00:dead:beef::/64; without it containers get no IPv6.
+    #[arg(long = "subnet-v6", value_name = "CIDR")]
+    pub subnet_v6: Option<String>,
+    /// IPv6 gateway address on the bridge [default: the first address of
+    /// --subnet-v6].
+    #[arg(long = "gateway-v6", value_name = "IP")]
+    pub gateway_v6: Option<String>,
+    /// on: containers' IPv6 leaves masqueraded behind the uplink's global
+    /// address (Docker 27's default); off: routed with their own addresses
+    /// (Docker's routed mode; the network must route the subnet back)
+    /// [default: on].
+    #[arg(long = "ipv6-masquerade", value_enum, value_name = "MODE")]
+    pub ipv6_masquerade: Option<OnOff>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 /// How `uplink_xdp` is attached to the uplink, if at all.
@@ -271,6 +293,10 @@ pub struct EndpointAddArgs {
     /// Address in the subnet [default: next free].
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address in the bridge's --subnet-v6 [default: next free, when
+    /// the bridge has one].
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// MAC of the container interface [default: 02:42 + the address].
     #[arg(long)]
     pub mac: Option<String>,

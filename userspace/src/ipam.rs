@@ -1,8 +1,11 @@
 //! Address and MAC assignment for endpoints.
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::{error::usage, settings};
 
@@ -41,6 +44,65 @@ pub fn check_requested(
         )));
     }
     Ok(())
+}
+
+/// How many IPv6 addresses `next_free6` tries: a node never holds more
+/// endpoints than this, and a /64 is never walked to its end.
+const IPV6_PROBES: u128 = 1 << 20;
+
+/// The lowest host address of an IPv6 subnet that is neither the gateway
+/// nor taken (sequential, as Docker assigns from `--fixed-cidr-v6`).
+pub fn next_free6(
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    taken: &HashSet<Ipv6Addr>,
+) -> Option<Ipv6Addr> {
+    let first = u128::from(settings::first_host6(subnet));
+    let last = u128::from(subnet.broadcast());
+    (first..=last.min(first + IPV6_PROBES))
+        .map(Ipv6Addr::from)
+        .find(|a| *a != gateway && !taken.contains(a))
+}
+
+/// A requested IPv6 address must be a free host address of the subnet.
+pub fn check_requested6(
+    addr: Ipv6Addr,
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    taken: &HashSet<Ipv6Addr>,
+) -> Result<()> {
+    settings::host_in_subnet6("IPv6 address", addr, subnet)?;
+    if addr == gateway {
+        return Err(usage(format!(
+            "IPv6 address {addr} is the bridge's gateway; pick another host address of {subnet}"
+        )));
+    }
+    if taken.contains(&addr) {
+        let hint = next_free6(subnet, gateway, taken)
+            .map(|a| format!("; {a} is free"))
+            .unwrap_or_default();
+        return Err(usage(format!(
+            "IPv6 address {addr} is already taken by another endpoint{hint}"
+        )));
+    }
+    Ok(())
+}
+
+/// The link-local address the kernel forms from a MAC with
+/// `addr_gen_mode` 0 (modified EUI-64, RFC 4291 appendix A).
+pub fn link_local_for_mac(mac: [u8; 6]) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    o[0] = 0xfe;
+    o[1] = 0x80;
+    o[8] = mac[0] ^ 0x02;
+    o[9] = mac[1];
+    o[10] = mac[2];
+    o[11] = 0xff;
+    o[12] = 0xfe;
+    o[13] = mac[3];
+    o[14] = mac[4];
+    o[15] = mac[5];
+    Ipv6Addr::from(o)
 }
 
 /// Docker's scheme: 02:42 followed by the IPv4 address, so the MAC is unique
@@ -83,6 +145,29 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_assignment_and_link_local() {
+        let net: Ipv6Net = "fd00:1::/64".parse().unwrap();
+        let gw: Ipv6Addr = "fd00:1::1".parse().unwrap();
+        let mut taken = HashSet::new();
+        assert_eq!(
+            next_free6(net, gw, &taken).unwrap().to_string(),
+            "fd00:1::2"
+        );
+        taken.insert("fd00:1::2".parse().unwrap());
+        assert_eq!(
+            next_free6(net, gw, &taken).unwrap().to_string(),
+            "fd00:1::3"
+        );
+        let e = check_requested6("fd00:1::2".parse().unwrap(), net, gw, &taken).unwrap_err();
+        assert!(e.to_string().contains("fd00:1::3 is free"), "{e}");
+        assert!(check_requested6(gw, net, gw, &taken).is_err());
+        assert_eq!(
+            link_local_for_mac([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]).to_string(),
+            "fe80::42:acff:fe11:2"
+        );
+    }
 
     #[test]
     fn next_free_skips_gateway_and_taken() {

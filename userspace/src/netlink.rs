@@ -4,16 +4,16 @@
 use std::{
     fs::File,
     future::Future,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::Path,
 };
 
 use anyhow::{anyhow, Context as _, Result};
 use futures::TryStreamExt as _;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_route::{
-    address::AddressAttribute,
+    address::{AddressAttribute, AddressFlags},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteType},
     AddressFamily,
@@ -197,6 +197,64 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("cannot add address {net} to link #{index}"))
+    }
+
+    /// An IPv6 address usable at once: no duplicate address detection
+    /// (ebridge assigns the subnet's addresses, so none can clash).
+    pub async fn add_address6(&self, index: u32, net: Ipv6Net) -> Result<()> {
+        let mut req = self
+            .handle
+            .address()
+            .add(index, IpAddr::V6(net.addr()), net.prefix_len());
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        req.execute()
+            .await
+            .with_context(|| format!("cannot add address {net} to link #{index}"))
+    }
+
+    /// Global IPv6 addresses (not link-local) by link.
+    pub async fn ipv6_addresses(&self) -> Result<Vec<(u32, Ipv6Net)>> {
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("cannot list addresses")?;
+        let mut out = Vec::new();
+        for msg in msgs {
+            if msg.header.family != AddressFamily::Inet6 {
+                continue;
+            }
+            for attr in &msg.attributes {
+                if let AddressAttribute::Address(IpAddr::V6(addr)) = attr {
+                    let link_local = addr.segments()[0] & 0xffc0 == 0xfe80;
+                    if link_local || addr.is_loopback() {
+                        continue;
+                    }
+                    if let Ok(net) = Ipv6Net::new(*addr, msg.header.prefix_len) {
+                        out.push((msg.header.index, net));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn add_default_route6(&self, gateway: Ipv6Addr, oif: u32) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .output_interface(oif)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| format!("cannot add IPv6 default route via {gateway}"))
     }
 
     pub async fn set_up(&self, index: u32) -> Result<()> {

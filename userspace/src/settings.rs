@@ -1,9 +1,9 @@
 //! Validation of what the user typed. Pure functions, unit-tested; every
 //! error names the bad value and what would be accepted.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::usage;
 
@@ -85,6 +85,76 @@ pub fn subnet(text: &str) -> Result<Ipv4Net> {
         )));
     }
     Ok(net)
+}
+
+/// The containers' IPv6 subnet (`--subnet-v6`, CNI `subnet6`): global
+/// unicast or unique local, /64 to /120 (Docker's `--fixed-cidr-v6` takes
+/// any; a prefix longer than /120 leaves too few addresses to be useful).
+pub fn subnet6(text: &str) -> Result<Ipv6Net> {
+    let net: Ipv6Net = text.parse().map_err(|_| {
+        usage(format!(
+            "IPv6 subnet '{text}' is not an IPv6 CIDR; expected something like fd00:dead:beef::/64"
+        ))
+    })?;
+    if !(16..=120).contains(&net.prefix_len()) {
+        return Err(usage(format!(
+            "IPv6 subnet {net} has prefix /{}; use /16 to /120 (a /64 is usual)",
+            net.prefix_len()
+        )));
+    }
+    if net.addr() != net.network() {
+        return Err(usage(format!(
+            "IPv6 subnet {net} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
+    }
+    let first = net.network().segments()[0];
+    let link_local = first & 0xffc0 == 0xfe80;
+    let multicast = first & 0xff00 == 0xff00;
+    if link_local || multicast || net.network().is_loopback() || net.network().is_unspecified() {
+        return Err(usage(format!(
+            "IPv6 subnet {net} is not unicast global or unique local (link-local, multicast, loopback and :: are not); use e.g. fd00:dead:beef::/64"
+        )));
+    }
+    Ok(net)
+}
+
+pub fn ipv6(what: &str, text: &str) -> Result<Ipv6Addr> {
+    text.parse().map_err(|_| {
+        usage(format!(
+            "{what} '{text}' is not an IPv6 address; expected something like fd00:dead:beef::2"
+        ))
+    })
+}
+
+/// A usable host address of an IPv6 subnet: not the subnet-router anycast
+/// address (all host bits zero).
+pub fn host_in_subnet6(what: &str, addr: Ipv6Addr, subnet: Ipv6Net) -> Result<()> {
+    if !subnet.contains(&addr) || addr == subnet.network() {
+        return Err(usage(format!(
+            "{what} {addr} is not a host address of {subnet}; pick one in {}..{}",
+            first_host6(subnet),
+            subnet.broadcast()
+        )));
+    }
+    Ok(())
+}
+
+pub fn first_host6(subnet: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(subnet.network()) + 1)
+}
+
+/// `--gateway-v6` if given (a host address of the subnet), else its first
+/// host address, as Docker picks it.
+pub fn gateway6(text: Option<&str>, subnet: Ipv6Net) -> Result<Ipv6Addr> {
+    match text {
+        Some(text) => {
+            let addr = ipv6("IPv6 gateway", text)?;
+            host_in_subnet6("IPv6 gateway", addr, subnet)?;
+            Ok(addr)
+        }
+        None => Ok(first_host6(subnet)),
+    }
 }
 
 /// Any IPv4 network in CIDR form (a route's destination), host bits clear.
@@ -194,6 +264,25 @@ mod tests {
 
     fn msg(r: Result<impl std::fmt::Debug>) -> String {
         format!("{}", r.unwrap_err())
+    }
+
+    #[test]
+    fn ipv6_subnets_and_gateways() {
+        assert!(subnet6("fd00:dead:beef::/64").is_ok());
+        assert!(subnet6("2001:db8:1::/48").is_ok());
+        assert!(msg(subnet6("fe80::/64")).contains("link-local"));
+        assert!(msg(subnet6("ff02::/64")).contains("unique local"));
+        assert!(msg(subnet6("fd00::1/64")).contains("did you mean fd00::/64"));
+        assert!(msg(subnet6("fd00::/124")).contains("/16 to /120"));
+        assert!(msg(subnet6("10.0.0.0/8")).contains("not an IPv6 CIDR"));
+        let net = subnet6("fd00:1::/64").unwrap();
+        assert_eq!(gateway6(None, net).unwrap().to_string(), "fd00:1::1");
+        assert_eq!(
+            gateway6(Some("fd00:1::fe"), net).unwrap().to_string(),
+            "fd00:1::fe"
+        );
+        assert!(msg(gateway6(Some("fd00:2::1"), net)).contains("not a host address"));
+        assert!(msg(gateway6(Some("fd00:1::"), net)).contains("not a host address"));
     }
 
     #[test]

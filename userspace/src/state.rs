@@ -3,7 +3,7 @@
 //! serialises concurrent `ebridge` commands on one bridge.
 use std::{
     fs::{self, File},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
@@ -20,6 +20,9 @@ pub struct EndpointRecord {
     pub host_veth: String,
     pub ifname: String,
     pub ipv4: Ipv4Addr,
+    /// Its IPv6 address, when the bridge has an IPv6 subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
     pub mac: String,
     /// Published ports, in `publish::PublishSpec::canonical` form.
     #[serde(default)]

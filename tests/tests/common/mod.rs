@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod frame;
+pub mod frame6;
 pub mod nat;
 pub mod packet_test;
 pub mod publish;

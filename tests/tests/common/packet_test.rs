@@ -54,6 +54,11 @@ pub const IP_A: [u8; 4] = [172, 17, 0, 2];
 pub const MAC_B: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x03];
 pub const IP_B: [u8; 4] = [172, 17, 0, 3];
 /// A MAC no endpoint owns and the FDB does not know.
+/// Endpoints A and B on an IPv6 bridge (`Fixture::with_ipv6`).
+pub const IP6_A: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+pub const IP6_B: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+pub const GATEWAY_IP6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const IP6_UNKNOWN: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x63];
 pub const MAC_UNKNOWN: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x63];
 pub const IP_UNKNOWN: [u8; 4] = [172, 17, 0, 99];
 pub const IP_OUTSIDE: [u8; 4] = [198, 51, 100, 2];
@@ -325,6 +330,20 @@ impl Datapath {
             .try_into()
             .expect("config is an Array<BridgeConfig>");
         map.get(&0, 0).expect("read config[0]")
+    }
+
+    /// Gives the endpoint on `ifindex` its IPv6 addresses.
+    pub fn set_endpoint_ipv6(&mut self, ifindex: u32, ipv6: [u8; 16], ipv6_ll: [u8; 16]) {
+        let mut eps: HashMap<_, u32, Endpoint> = self
+            .ebpf
+            .map_mut(MAP_ENDPOINTS)
+            .expect("endpoints map")
+            .try_into()
+            .expect("endpoints is a HashMap<u32, Endpoint>");
+        let mut ep = eps.get(&ifindex, 0).expect("endpoint to give IPv6");
+        ep.ipv6 = ipv6;
+        ep.ipv6_ll = ipv6_ll;
+        eps.insert(ifindex, ep, 0).expect("update endpoint");
     }
 
     /// Registers an endpoint on host veth `ifindex` in both endpoint maps.
@@ -638,6 +657,21 @@ pub fn local_entry(ifindex: u32) -> FdbEntry {
     }
 }
 
+/// [`default_config`] with the IPv6 subnet fd00::/64 (gateway fd00::1).
+pub fn ipv6_config(net: &TestNet) -> BridgeConfig {
+    let base = default_config(net);
+    BridgeConfig {
+        flags: base.flags | ebridge_common::config::CONFIG_F_IPV6,
+        subnet_ipv6: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        subnet6_prefix_len: 64,
+        gateway_ipv6: GATEWAY_IP6,
+        // As `up` writes it: ICC off lets link-local unicast reach the
+        // bridge's own (EUI-64 of this MAC) and no other.
+        bridge_mac: BRIDGE_MAC,
+        ..base
+    }
+}
+
 pub fn default_config(net: &TestNet) -> BridgeConfig {
     // No masquerade and no uplink: NAT settings stay zero
     // (`common::nat::nat_config` adds them), as does the netns inode.
@@ -671,6 +705,17 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(net: &TestNet) -> Self {
         Self::with_config(net, &default_config(net))
+    }
+
+    /// The fixture on an IPv6 bridge: A and B also have IP6_A / IP6_B and
+    /// their link-local addresses, as `endpoint add` records them.
+    pub fn with_ipv6(net: &TestNet, cfg: &BridgeConfig) -> Self {
+        let mut fx = Self::with_config(net, cfg);
+        fx.dp
+            .set_endpoint_ipv6(fx.a, IP6_A, super::frame6::link_local(MAC_A));
+        fx.dp
+            .set_endpoint_ipv6(fx.b, IP6_B, super::frame6::link_local(MAC_B));
+        fx
     }
 
     pub fn with_config(net: &TestNet, cfg: &BridgeConfig) -> Self {

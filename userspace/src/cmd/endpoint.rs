@@ -1,17 +1,17 @@
 use std::{
     collections::HashSet,
     hash::{DefaultHasher, Hash, Hasher},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
-    config::BridgeConfig,
+    config::{BridgeConfig, CONFIG_F_IPV6},
     endpoint::Endpoint,
     fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::open_live_bridge;
 use crate::{
@@ -34,6 +34,9 @@ pub struct Request {
     pub netns: Option<PathBuf>,
     /// `None`: the next free address of the subnet.
     pub ip: Option<Ipv4Addr>,
+    /// `None`: the next free address of the IPv6 subnet, if the bridge has
+    /// one.
+    pub ip6: Option<Ipv6Addr>,
     /// `None`: `02:42:` + the address, like Docker.
     pub mac: Option<[u8; 6]>,
     pub ifname: String,
@@ -61,6 +64,11 @@ impl Request {
                 .as_deref()
                 .map(|text| settings::ipv4("address", text))
                 .transpose()?,
+            ip6: args
+                .ip6
+                .as_deref()
+                .map(|text| settings::ipv6("IPv6 address", text))
+                .transpose()?,
             mac: args.mac.as_deref().map(ipam::parse_mac).transpose()?,
             ifname: args.ifname.clone(),
             publish: args
@@ -75,11 +83,16 @@ impl Request {
     }
 }
 
+/// An IPv6 subnet as a container sees it: prefix length and gateway.
+pub type Subnet6 = (u8, Ipv6Addr);
+
 /// What was made, for the caller to report.
 pub struct Attached {
     pub record: EndpointRecord,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// The IPv6 subnet's prefix length and gateway, when it has IPv6.
+    pub v6: Option<Subnet6>,
     pub mtu: u32,
 }
 
@@ -90,6 +103,7 @@ struct Plan {
     mac: [u8; 6],
     prefix_len: u8,
     gateway: Ipv4Addr,
+    v6: Option<Subnet6>,
 }
 
 pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
@@ -99,8 +113,12 @@ pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
     let mut st = state::load(bridge)?;
     let made = attach(bridge, req, &mut st, &mut maps, &nl).await?;
     let r = &made.record;
+    let ip6 = match (r.ipv6, made.v6) {
+        (Some(addr), Some((len, _))) => format!(" ip6 {addr}/{len}"),
+        _ => String::new(),
+    };
     println!(
-        "endpoint {} netns {} veth {} ip {}/{} mac {}",
+        "endpoint {} netns {} veth {} ip {}/{}{ip6} mac {}",
         r.name,
         r.netns.display(),
         r.host_veth,
@@ -141,6 +159,7 @@ pub async fn attach(
         record: plan.record,
         prefix_len: plan.prefix_len,
         gateway: plan.gateway,
+        v6: plan.v6,
         mtu: cfg.mtu,
     })
 }
@@ -212,6 +231,7 @@ async fn plan(
             ))
         })?,
     };
+    let (ipv6, v6) = plan_v6(args, maps, cfg, bridge)?;
     let mac = args.mac.unwrap_or_else(|| ipam::mac_for_ip(ipv4));
     // Endpoints' own MACs, plus whatever the FDB knows (bridge, host veths).
     let mut macs_in_use = HashSet::new();
@@ -240,6 +260,7 @@ async fn plan(
             host_veth,
             ifname: args.ifname.clone(),
             ipv4,
+            ipv6,
             mac: ipam::format_mac(&mac),
             publish: publish.iter().map(|p| p.canonical()).collect(),
             container_id: args.container_id.clone(),
@@ -248,7 +269,44 @@ async fn plan(
         mac,
         prefix_len: subnet.prefix_len(),
         gateway,
+        v6,
     })
+}
+
+/// The endpoint's IPv6 address (and the subnet's prefix length and
+/// gateway), when the bridge has IPv6.
+fn plan_v6(
+    args: &Request,
+    maps: &DatapathMaps,
+    cfg: &BridgeConfig,
+    bridge: &str,
+) -> Result<(Option<Ipv6Addr>, Option<Subnet6>)> {
+    if cfg.flags & CONFIG_F_IPV6 == 0 {
+        if let Some(addr) = args.ip6 {
+            return Err(usage(format!(
+                "IPv6 address {addr} asked for, but bridge {bridge} has no IPv6 subnet; bring it up with --subnet-v6"
+            )));
+        }
+        return Ok((None, None));
+    }
+    let subnet = Ipv6Net::new(cfg.subnet_ipv6.into(), cfg.subnet6_prefix_len as u8)?;
+    let gateway = Ipv6Addr::from(cfg.gateway_ipv6);
+    let mut taken = HashSet::new();
+    for key in maps.endpoint_by_ip6.keys() {
+        taken.insert(Ipv6Addr::from(key?));
+    }
+    let addr = match args.ip6 {
+        Some(addr) => {
+            ipam::check_requested6(addr, subnet, gateway, &taken)?;
+            addr
+        }
+        None => ipam::next_free6(subnet, gateway, &taken).ok_or_else(|| {
+            usage(format!(
+                "IPv6 subnet {subnet} has no free address left for another endpoint"
+            ))
+        })?,
+    };
+    Ok((Some(addr), Some((subnet.prefix_len(), gateway))))
 }
 
 /// Docker-style `vethXXXXXXX`, derived from bridge and endpoint name so the
@@ -286,7 +344,7 @@ async fn make(
             let _ = super::publish::uninstall(maps, spec);
         }
         let _ = datapath::detach_endpoint(bridge, &r.host_veth);
-        let _ = forget(maps, veth.index, r.ipv4, plan.mac);
+        let _ = forget(maps, veth.index, r.ipv4, r.ipv6, plan.mac);
         // Deleting one end removes the peer inside the netns too.
         let _ = nl.delete_link(veth.index).await;
     }
@@ -302,7 +360,15 @@ async fn wire(
     veth: &Link,
 ) -> Result<()> {
     let r = &plan.record;
-    configure_container_side(&r.netns, &r.ifname, r.ipv4, plan.prefix_len, plan.gateway)?;
+    let v6 = r.ipv6.zip(plan.v6).map(|(addr, (len, gw))| (addr, len, gw));
+    configure_container_side(
+        &r.netns,
+        &r.ifname,
+        r.ipv4,
+        plan.prefix_len,
+        plan.gateway,
+        v6,
+    )?;
     if crate::xdp::needs_container_gro(cfg.flags) {
         crate::xdp::prepare_container(&r.netns, &r.ifname)?;
     }
@@ -312,9 +378,18 @@ async fn wire(
         _pad: [0; 2],
         host_ifindex: veth.index,
         flags: 0,
+        ipv6: r.ipv6.map_or([0; 16], |a| a.octets()),
+        ipv6_ll: if r.ipv6.is_some() {
+            ipam::link_local_for_mac(plan.mac).octets()
+        } else {
+            [0; 16]
+        },
     };
     maps.endpoints.insert(veth.index, endpoint, 0)?;
     maps.endpoint_by_ip.insert(r.ipv4.octets(), veth.index, 0)?;
+    if let Some(addr) = r.ipv6 {
+        maps.endpoint_by_ip6.insert(addr.octets(), veth.index, 0)?;
+    }
     if let Some(host_mac) = veth.mac {
         let local = FdbEntry {
             ifindex: veth.index,
@@ -331,22 +406,53 @@ async fn wire(
     nl.attach_to_bridge(veth.index, cfg.bridge_ifindex).await
 }
 
+/// The container's IPv6 on its interface: address, prefix length, gateway.
+type ContainerV6 = (Ipv6Addr, u8, Ipv6Addr);
+
+/// IPv6 settings of the container's interface, written on the netns thread
+/// (so /proc/sys/net is the container's). Without IPv6 the interface is
+/// kept from chattering it (router solicitations, MLD) onto the bridge, as
+/// Docker does; with it, it is a host (no forwarding), takes no router
+/// advertisements, forms its link-local address from its MAC (what the
+/// datapath's anti-spoofing expects) and skips DAD for addresses ebridge
+/// assigns uniquely.
+fn container_ipv6_sysctls(ifname: &str, on: bool) -> Result<()> {
+    let base = format!("/proc/sys/net/ipv6/conf/{ifname}");
+    if !std::path::Path::new(&base).exists() {
+        if on {
+            anyhow::bail!("the container's kernel has no IPv6 ({base} is missing)");
+        }
+        return Ok(());
+    }
+    let settings: &[(&str, &str)] = if on {
+        &[
+            ("accept_ra", "0"),
+            ("forwarding", "0"),
+            ("accept_dad", "0"),
+            ("addr_gen_mode", "0"),
+            ("disable_ipv6", "0"),
+        ]
+    } else {
+        &[("disable_ipv6", "1")]
+    };
+    for (key, value) in settings {
+        let path = format!("{base}/{key}");
+        std::fs::write(&path, value).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
+}
+
 fn configure_container_side(
     netns: &Path,
     ifname: &str,
     ipv4: Ipv4Addr,
     prefix_len: u8,
     gateway: Ipv4Addr,
+    v6: Option<ContainerV6>,
 ) -> Result<()> {
     let ifname = ifname.to_string();
     crate::netlink::in_netns(netns, move |nl| async move {
-        // The network is IPv4-only: like Docker, keep the interface from
-        // chattering IPv6 (router solicitations, MLD) onto the bridge. Runs
-        // on the netns thread, so /proc/sys/net is the container's.
-        let sysctl = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-        if std::path::Path::new(&sysctl).exists() {
-            std::fs::write(&sysctl, "1").with_context(|| format!("cannot write {sysctl}"))?;
-        }
+        container_ipv6_sysctls(&ifname, v6.is_some())?;
         if let Some(lo) = nl.link_by_name("lo").await? {
             nl.set_up(lo.index).await?;
         }
@@ -356,15 +462,29 @@ fn configure_container_side(
             .with_context(|| format!("{ifname} did not appear in the netns"))?;
         nl.add_address(link.index, Ipv4Net::new(ipv4, prefix_len)?)
             .await?;
+        if let Some((addr, len, _)) = v6 {
+            nl.add_address6(link.index, Ipv6Net::new(addr, len)?)
+                .await?;
+        }
         nl.set_up(link.index).await?;
-        nl.add_default_route(gateway, link.index).await
+        nl.add_default_route(gateway, link.index).await?;
+        if let Some((_, _, gw)) = v6 {
+            nl.add_default_route6(gw, link.index).await?;
+        }
+        Ok(())
     })
 }
 
 /// Removes an endpoint's entries from the maps: the endpoint, its address,
 /// its MAC and every FDB entry on its port (what the container's MAC
 /// learned, the host veth's own). Missing ones are fine.
-fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+fn forget(
+    maps: &mut DatapathMaps,
+    ifindex: u32,
+    ipv4: Ipv4Addr,
+    ipv6: Option<Ipv6Addr>,
+    mac: [u8; 6],
+) -> Result<()> {
     if maps
         .endpoints
         .get(&ifindex, 0)
@@ -374,6 +494,11 @@ fn forget(maps: &mut DatapathMaps, ifindex: u32, ipv4: Ipv4Addr, mac: [u8; 6]) -
     }
     if maps.endpoint_by_ip.get(&ipv4.octets(), 0).ok() == Some(ifindex) {
         maps.endpoint_by_ip.remove(&ipv4.octets())?;
+    }
+    if let Some(addr) = ipv6 {
+        if maps.endpoint_by_ip6.get(&addr.octets(), 0).ok() == Some(ifindex) {
+            maps.endpoint_by_ip6.remove(&addr.octets())?;
+        }
     }
     let mut on_port = vec![MacAddr { octets: mac }];
     for item in maps.fdb.iter() {
@@ -438,7 +563,7 @@ pub async fn remove_endpoint(
             None => maps.endpoint_by_ip.get(&record.ipv4.octets(), 0).ok(),
         };
         if let Some(ifindex) = ifindex {
-            forget(maps, ifindex, record.ipv4, mac)?;
+            forget(maps, ifindex, record.ipv4, record.ipv6, mac)?;
         }
     }
     if let Some(veth) = veth {
@@ -480,7 +605,8 @@ pub async fn remove_unrecorded(
         }
         let ip = Ipv4Addr::from(ep.ipv4);
         crate::nat::forget_address(maps, ip)?;
-        forget(maps, link.index, ip, ep.mac)?;
+        let ip6 = (ep.ipv6 != [0; 16]).then(|| Ipv6Addr::from(ep.ipv6));
+        forget(maps, link.index, ip, ip6, ep.mac)?;
     }
     datapath::detach_endpoint(bridge, host_veth)?;
     nl.delete_link(link.index).await?;
@@ -495,9 +621,19 @@ pub async fn ls(bridge: &str, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&st.endpoints)?);
         return Ok(());
     }
+    let v6 = cfg.flags & CONFIG_F_IPV6 != 0;
     println!(
-        "{:<20} {:<24} {:<15} {:<18} {:<17} CONTAINER",
-        "NAME", "NETNS", "VETH", "IP", "MAC"
+        "{:<20} {:<24} {:<15} {:<18} {}{:<17} CONTAINER",
+        "NAME",
+        "NETNS",
+        "VETH",
+        "IP",
+        if v6 {
+            format!("{:<30} ", "IP6")
+        } else {
+            String::new()
+        },
+        "MAC"
     );
     for e in &st.endpoints {
         // Shortened like `docker ps`; the full ID is in --json.
@@ -505,8 +641,13 @@ pub async fn ls(bridge: &str, json: bool) -> Result<()> {
             .container_id
             .as_deref()
             .map_or("-", |id| &id[..id.len().min(12)]);
+        let ip6 = match (v6, e.ipv6) {
+            (false, _) => String::new(),
+            (true, Some(a)) => format!("{:<30} ", format!("{a}/{}", cfg.subnet6_prefix_len)),
+            (true, None) => format!("{:<30} ", "-"),
+        };
         println!(
-            "{:<20} {:<24} {:<15} {:<18} {:<17} {container}",
+            "{:<20} {:<24} {:<15} {:<18} {ip6}{:<17} {container}",
             e.name,
             e.netns.display(),
             e.host_veth,

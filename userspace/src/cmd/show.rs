@@ -158,6 +158,7 @@ async fn config(
         Ipv4Addr::from(cfg.subnet_ipv4),
         cfg.subnet_prefix_len
     );
+    let v6 = cfg.flags & ebridge_common::config::CONFIG_F_IPV6 != 0;
     let out = json!({
         "bridge": bridge,
         "bridge_ifindex": cfg.bridge_ifindex,
@@ -180,6 +181,13 @@ async fn config(
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
+        "subnet_v6": v6.then(|| {
+            format!("{}/{}", std::net::Ipv6Addr::from(cfg.subnet_ipv6), cfg.subnet6_prefix_len)
+        }),
+        "gateway_v6": v6.then(|| std::net::Ipv6Addr::from(cfg.gateway_ipv6).to_string()),
+        "ipv6_masquerade": v6
+            .then_some(cfg.flags & ebridge_common::config::CONFIG_F_IPV6_MASQUERADE != 0),
+        "uplink_ipv6": v6.then(|| std::net::Ipv6Addr::from(cfg.uplink_ipv6).to_string()),
         "fdb_ageing_secs": cfg.fdb_ageing_ns / 1_000_000_000,
         "pin_dir": crate::pins::bridge_dir(bridge),
     });

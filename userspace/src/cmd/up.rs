@@ -1,17 +1,17 @@
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
     config::{
-        BridgeConfig, CONFIG_F_ICC, CONFIG_F_MASQUERADE, CONFIG_F_NATIVE_ROUTING,
-        CONFIG_F_NAT_PORTS_GIVEN,
+        BridgeConfig, CONFIG_F_ICC, CONFIG_F_IPV6, CONFIG_F_IPV6_MASQUERADE, CONFIG_F_MASQUERADE,
+        CONFIG_F_NATIVE_ROUTING, CONFIG_F_NAT_PORTS_GIVEN,
     },
     fdb::{FdbEntry, MacAddr, FDB_F_LOCAL},
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::{
-    cli::{UpArgs, XdpMode},
+    cli::{OnOff, UpArgs, XdpMode},
     datapath,
     error::usage,
     ipam,
@@ -37,6 +37,9 @@ pub struct Requested {
     pub nat_entries: Option<u32>,
     pub xdp: Option<XdpMode>,
     pub native_routing_cidrs: Option<Vec<String>>,
+    pub subnet_v6: Option<String>,
+    pub gateway_v6: Option<String>,
+    pub ipv6_masquerade: Option<bool>,
 }
 
 impl From<&UpArgs> for Requested {
@@ -55,6 +58,9 @@ impl From<&UpArgs> for Requested {
             xdp: args.xdp,
             native_routing_cidrs: (!args.native_routing_cidr.is_empty())
                 .then(|| args.native_routing_cidr.clone()),
+            subnet_v6: args.subnet_v6.clone(),
+            gateway_v6: args.gateway_v6.clone(),
+            ipv6_masquerade: args.ipv6_masquerade.map(|m| m == OnOff::On),
         }
     }
 }
@@ -79,6 +85,9 @@ struct Plan {
     nat_entries: u32,
     xdp: XdpMode,
     native_cidrs: Vec<Ipv4Net>,
+    /// The IPv6 subnet and gateway, when the bridge has IPv6.
+    v6: Option<(Ipv6Net, Ipv6Addr)>,
+    ipv6_masquerade: bool,
 }
 
 fn plan(args: &Requested) -> Result<Plan> {
@@ -113,7 +122,28 @@ fn plan(args: &Requested) -> Result<Plan> {
         nat_entries,
         xdp: args.xdp.unwrap_or_default(),
         native_cidrs: native_cidrs(args.native_routing_cidrs.as_deref().unwrap_or_default())?,
+        v6: plan_v6(args)?,
+        ipv6_masquerade: args.ipv6_masquerade.unwrap_or(true),
     })
+}
+
+fn plan_v6(args: &Requested) -> Result<Option<(Ipv6Net, Ipv6Addr)>> {
+    let Some(text) = &args.subnet_v6 else {
+        if args.gateway_v6.is_some() {
+            return Err(usage(
+                "--gateway-v6 needs --subnet-v6 (the IPv6 subnet it is an address of)",
+            ));
+        }
+        if args.ipv6_masquerade.is_some() {
+            return Err(usage(
+                "--ipv6-masquerade needs --subnet-v6 (without it containers have no IPv6)",
+            ));
+        }
+        return Ok(None);
+    };
+    let subnet = settings::subnet6(text)?;
+    let gateway = settings::gateway6(args.gateway_v6.as_deref(), subnet)?;
+    Ok(Some((subnet, gateway)))
 }
 
 /// Parsed and sorted, duplicates refused.
@@ -285,6 +315,20 @@ async fn check_environment(
             )));
         }
     }
+    if let Some((subnet6, _)) = plan.v6 {
+        for (index, net) in nl.ipv6_addresses().await? {
+            if net.contains(&subnet6.network()) || subnet6.contains(&net.network()) {
+                let on = nl
+                    .link_by_index(index)
+                    .await?
+                    .map(|l| l.name)
+                    .unwrap_or_default();
+                return Err(usage(format!(
+                    "IPv6 subnet {subnet6} overlaps address {net} on {on}; choose a --subnet-v6 that does not"
+                )));
+            }
+        }
+    }
     Ok((uplink, uplink_ip))
 }
 
@@ -318,6 +362,16 @@ async fn create(nl: &Netlink, args: &Requested, plan: &Plan) -> Result<UpSummary
             plan.nat_ports.0, plan.nat_ports.1, plan.nat_entries
         ));
     }
+    if let Some((subnet6, gateway6)) = plan.v6 {
+        lines.push(format!(
+            "IPv6 subnet {subnet6} gateway {gateway6}, {}",
+            if plan.ipv6_masquerade {
+                "masqueraded behind the uplink's global address"
+            } else {
+                "routed with the containers' own addresses"
+            }
+        ));
+    }
     if !plan.native_cidrs.is_empty() {
         lines.push(format!(
             "native routing (no masquerade, direct delivery) for {}",
@@ -348,6 +402,15 @@ async fn bring_up_datapath(
     let gw_net = Ipv4Net::new(plan.gateway, plan.subnet.prefix_len())?;
     nl.add_address(bridge.index, gw_net).await?;
     enable_forwarding(&plan.bridge)?;
+    let uplink_ip6 = match plan.v6 {
+        Some((subnet6, gateway6)) => {
+            enable_ipv6(&plan.bridge)?;
+            nl.add_address6(bridge.index, Ipv6Net::new(gateway6, subnet6.prefix_len())?)
+                .await?;
+            uplink_global_ipv6(nl, uplink.index).await?
+        }
+        None => Ipv6Addr::UNSPECIFIED,
+    };
 
     let mut flags = 0;
     if plan.nat_ports_given {
@@ -362,6 +425,16 @@ async fn bring_up_datapath(
     flags |= xdp::config_flags(plan.xdp);
     if !plan.native_cidrs.is_empty() {
         flags |= CONFIG_F_NATIVE_ROUTING;
+    }
+    let (subnet6, prefix6, gateway6) = match plan.v6 {
+        Some((net, gw)) => (net.network().octets(), net.prefix_len(), gw.octets()),
+        None => ([0; 16], 0, [0; 16]),
+    };
+    if plan.v6.is_some() {
+        flags |= CONFIG_F_IPV6;
+        if plan.ipv6_masquerade {
+            flags |= CONFIG_F_IPV6_MASQUERADE;
+        }
     }
     let cfg = BridgeConfig {
         gateway_ipv4: plan.gateway.octets(),
@@ -380,6 +453,11 @@ async fn bring_up_datapath(
         bridge_mac: bridge.mac.unwrap_or_default(),
         _pad: [0; 2],
         netns_cookie: netns::current_cookie()?,
+        gateway_ipv6: gateway6,
+        subnet_ipv6: subnet6,
+        subnet6_prefix_len: prefix6.into(),
+        _pad6: 0,
+        uplink_ipv6: uplink_ip6.octets(),
     };
     datapath::load_and_pin(&plan.bridge, &cfg, plan.nat_entries, &uplink.name)?;
     if let Some(mac) = bridge.mac {
@@ -417,6 +495,33 @@ async fn bring_up_datapath(
 fn enable_forwarding(bridge: &str) -> Result<()> {
     let path = format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding");
     std::fs::write(&path, "1").with_context(|| format!("cannot write {path}"))
+}
+
+/// IPv6 on the bridge, which holds the gateway address: on (a node may
+/// have it off by default), no DAD for the address ebridge assigns, and
+/// no router advertisements taken from containers.
+fn enable_ipv6(bridge: &str) -> Result<()> {
+    for (key, value) in [
+        ("disable_ipv6", "0"),
+        ("accept_dad", "0"),
+        ("accept_ra", "0"),
+    ] {
+        let path = format!("/proc/sys/net/ipv6/conf/{bridge}/{key}");
+        std::fs::write(&path, value).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
+}
+
+/// The uplink's global IPv6 address to masquerade behind (unspecified
+/// when it has none: IPv6 masquerade then drops, as a missing address
+/// leaves MASQUERADE nothing to use).
+async fn uplink_global_ipv6(nl: &Netlink, uplink: u32) -> Result<Ipv6Addr> {
+    Ok(nl
+        .ipv6_addresses()
+        .await?
+        .into_iter()
+        .find(|(index, _)| *index == uplink)
+        .map_or(Ipv6Addr::UNSPECIFIED, |(_, net)| net.addr()))
 }
 
 /// `up` on a live bridge: nothing changes; settings the user gave that
@@ -504,6 +609,33 @@ async fn already_up(
                 show(&plan.native_cidrs)
             ));
         }
+    }
+    let live_v6 = (cfg.flags & CONFIG_F_IPV6 != 0)
+        .then(|| {
+            Ipv6Net::new(cfg.subnet_ipv6.into(), cfg.subnet6_prefix_len as u8)
+                .ok()
+                .map(|net| (net, Ipv6Addr::from(cfg.gateway_ipv6)))
+        })
+        .flatten();
+    let show6 = |v: Option<(Ipv6Net, Ipv6Addr)>| {
+        v.map_or("none".to_string(), |(net, gw)| {
+            format!("{net} gateway {gw}")
+        })
+    };
+    if (args.subnet_v6.is_some() || args.gateway_v6.is_some()) && plan.v6 != live_v6 {
+        diffs.push(format!(
+            "IPv6 subnet {} (asked {})",
+            show6(live_v6),
+            show6(plan.v6)
+        ));
+    }
+    let live_masq6 = cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0;
+    if args.ipv6_masquerade.is_some_and(|m| m != live_masq6) {
+        diffs.push(format!(
+            "ipv6-masquerade {} (asked {})",
+            on_off(live_masq6),
+            on_off(plan.ipv6_masquerade)
+        ));
     }
     let live_xdp = xdp::mode_of(cfg.flags);
     if args.xdp.is_some() && plan.xdp != live_xdp {

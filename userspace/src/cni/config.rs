@@ -3,7 +3,7 @@
 //! (CNI error 7). Keys are named like the reference `bridge` plugin's
 //! where they mean the same; unknown keys are ignored, as the reference
 //! plugins ignore them.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rscni_types::{
     error::Error,
@@ -122,6 +122,31 @@ fn requested(obj: &Map<String, Value>) -> Result<Requested, Error> {
             settings::gateway(Some(g), net).map(|_| ()),
         )?;
     }
+    let subnet_v6 = string("subnet6", "an IPv6 CIDR such as \"fd00:dead:beef::/64\"")?;
+    if let Some(s) = &subnet_v6 {
+        checked(
+            "subnet6",
+            &Value::from(s.clone()),
+            settings::subnet6(s).map(|_| ()),
+        )?;
+    }
+    let gateway_v6 = string("gateway6", "an IPv6 address in subnet6")?;
+    if let Some(g) = &gateway_v6 {
+        let Some(net) = &subnet_v6 else {
+            return Err(invalid(
+                "gateway6",
+                &Value::from(g.clone()),
+                "it together with subnet6 (the IPv6 subnet it is an address of)",
+            ));
+        };
+        let net = settings::subnet6(net)
+            .map_err(|e| Error::InvalidNetworkConfig(format!("subnet6: {e}")))?;
+        checked(
+            "gateway6",
+            &Value::from(g.clone()),
+            settings::gateway6(Some(g), net).map(|_| ()),
+        )?;
+    }
     let uplink = string("uplink", "an interface name")?;
     if let Some(u) = &uplink {
         checked(
@@ -200,6 +225,9 @@ fn requested(obj: &Map<String, Value>) -> Result<Requested, Error> {
         nat_entries,
         xdp: None,
         native_routing_cidrs,
+        subnet_v6,
+        gateway_v6,
+        ipv6_masquerade: boolean("ipv6Masquerade")?,
     })
 }
 
@@ -209,6 +237,7 @@ fn requested(obj: &Map<String, Value>) -> Result<Requested, Error> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Wanted {
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<[u8; 6]>,
 }
 
@@ -246,31 +275,33 @@ pub fn wanted(args: &[(String, String)], runtime: Option<&RuntimeConf>) -> Resul
         }
     }
     ips.dedup();
-    if ips.len() > 1 {
-        return Err(Error::InvalidNetworkConfig(format!(
-            "asked for the addresses {}; ebridge gives an interface one IPv4 address",
-            ips.join(", ")
-        )));
+    let (mut ip, mut ip6) = (None, None);
+    for text in &ips {
+        // runtimeConfig.ips may carry a prefix length ("10.1.0.5/24").
+        let addr = text.split('/').next().unwrap_or(text);
+        let parsed = addr.parse::<IpAddr>().map_err(|_| {
+            Error::InvalidNetworkConfig(format!(
+                "requested address {text:?} is not an IPv4 or IPv6 address"
+            ))
+        })?;
+        let slot_taken = match parsed {
+            IpAddr::V4(a) => ip.replace(a).is_some(),
+            IpAddr::V6(a) => ip6.replace(a).is_some(),
+        };
+        if slot_taken {
+            return Err(Error::InvalidNetworkConfig(format!(
+                "asked for the addresses {}; ebridge gives an interface one IPv4 and one IPv6 address",
+                ips.join(", ")
+            )));
+        }
     }
-    let ip = ips
-        .first()
-        .map(|text| {
-            // runtimeConfig.ips may carry a prefix length ("10.1.0.5/24").
-            let addr = text.split('/').next().unwrap_or(text);
-            addr.parse::<Ipv4Addr>().map_err(|_| {
-                Error::InvalidNetworkConfig(format!(
-                    "requested address {text:?} is not an IPv4 address"
-                ))
-            })
-        })
-        .transpose()?;
     let mac = mac
         .map(|text| {
             crate::ipam::parse_mac(&text)
                 .map_err(|e| Error::InvalidNetworkConfig(format!("requested MAC: {e}")))
         })
         .transpose()?;
-    Ok(Wanted { ip, mac })
+    Ok(Wanted { ip, ip6, mac })
 }
 
 #[cfg(test)]
@@ -350,7 +381,13 @@ mod tests {
         let two: RuntimeConf =
             serde_json::from_str(r#"{"ips":["10.1.0.5","10.1.0.6"]}"#).expect("rt");
         assert!(wanted(&[], Some(&two)).is_err());
-        let bad = vec![("IP".to_string(), "fd00::1".to_string())];
+        let both = vec![
+            ("IP".to_string(), "172.17.0.9".to_string()),
+            ("IP".to_string(), "fd00::9".to_string()),
+        ];
+        let w = wanted(&both, None).expect("one of each family");
+        assert_eq!(w.ip6, Some("fd00::9".parse().unwrap()));
+        let bad = vec![("IP".to_string(), "not-an-ip".to_string())];
         assert!(wanted(&bad, None).is_err());
     }
 }

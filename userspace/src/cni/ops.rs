@@ -148,6 +148,7 @@ async fn attach(
         name: endpoint_name(&env.container_id, &env.ifname),
         netns: Some(netns.to_path_buf()),
         ip: lease.map(|l| l.address.addr()).or(wanted.ip),
+        ip6: wanted.ip6,
         mac: wanted.mac,
         ifname: env.ifname.clone(),
         publish,
@@ -189,6 +190,37 @@ async fn result(
         pci_id: None,
     };
     let gateway = std::net::IpAddr::V4(made.gateway);
+    let mut ips = vec![IpConfig {
+        interface: Some(2),
+        address: IpNet::V4(Ipv4Net::new(r.ipv4, made.prefix_len)?),
+        gateway: Some(gateway),
+    }];
+    let mut routes = vec![Route {
+        dst: IpNet::V4(Ipv4Net::default()),
+        gw: Some(gateway),
+        mtu: None,
+        advmss: None,
+        priority: None,
+        table: None,
+        scope: None,
+    }];
+    if let (Some(addr), Some((len, gw6))) = (r.ipv6, made.v6) {
+        let gw6 = std::net::IpAddr::V6(gw6);
+        ips.push(IpConfig {
+            interface: Some(2),
+            address: IpNet::V6(ipnet::Ipv6Net::new(addr, len)?),
+            gateway: Some(gw6),
+        });
+        routes.push(Route {
+            dst: IpNet::V6(ipnet::Ipv6Net::default()),
+            gw: Some(gw6),
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        });
+    }
     Ok(CNIResult {
         interfaces: vec![
             iface(bridge, bridge_mac, None, None),
@@ -200,20 +232,8 @@ async fn result(
                 Some(made.mtu),
             ),
         ],
-        ips: vec![IpConfig {
-            interface: Some(2),
-            address: IpNet::V4(Ipv4Net::new(r.ipv4, made.prefix_len)?),
-            gateway: Some(gateway),
-        }],
-        routes: vec![Route {
-            dst: IpNet::V4(Ipv4Net::default()),
-            gw: Some(gateway),
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        }],
+        ips,
+        routes,
         dns: cfg.dns.clone(),
     })
 }

@@ -1,0 +1,246 @@
+//! IPv6 between containers on one bridge, as `docker network create --ipv6
+//! --subnet-v6` users expect it: addresses, default route, ping both ways,
+//! 100 MB over TCP and UDP on the fast path, the node reached through the
+//! gateway; a container that forges its source, a neighbor advertisement
+//! or a router advertisement is stopped before anyone sees it; ICC off
+//! holds for IPv6 too.
+use ebridge_tests::{
+    lab::{run_ok, Lab},
+    procs::{tcp_transfer_checked, PY},
+};
+use serde_json::Value;
+
+const SUBNET6: &str = "fd00:17::/64";
+const A6: &str = "fd00:17::2";
+const B6: &str = "fd00:17::3";
+const GW6: &str = "fd00:17::1";
+
+fn lab6(extra: &[&str]) -> Lab {
+    let mut args = vec!["--subnet-v6", SUBNET6];
+    args.extend(extra);
+    Lab::up(&args)
+}
+
+/// An ICMPv6 counter of `netns` from /proc/net/snmp6.
+fn snmp6(lab: &Lab, netns: &str, name: &str) -> u64 {
+    lab.exec_ok(netns, &["cat", "/proc/net/snmp6"])
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next() == Some(name)).then(|| parts.next().and_then(|v| v.parse().ok()))
+        })
+        .flatten()
+        .unwrap_or_else(|| panic!("no {name} in {netns}'s /proc/net/snmp6"))
+}
+
+fn ping6(lab: &Lab, netns: &str, to: &str) -> bool {
+    lab.exec(
+        netns,
+        &["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", to],
+    )
+    .status
+    .success()
+}
+
+#[test]
+fn containers_get_addresses_and_reach_each_other_and_the_node() {
+    let lab = lab6(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    // The addresses `endpoint add` chose, as the kernel has them.
+    let addrs = lab.exec_ok(&a, &["ip", "-6", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains(&format!("{A6}/64")), "{addrs}");
+    assert!(addrs.contains("fe80::42:acff:fe11:2/64"), "{addrs}");
+    assert!(
+        !addrs.contains("tentative"),
+        "DAD holds the address: {addrs}"
+    );
+    let route = lab.exec_ok(&a, &["ip", "-6", "route", "show", "default"]);
+    assert!(route.contains(&format!("via {GW6}")), "{route}");
+    let list = lab.json(&["endpoint", "ls"]);
+    let ipv6: Vec<&str> = list
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| e["ipv6"].as_str().expect("ipv6 in endpoint ls --json"))
+        .collect();
+    assert_eq!(ipv6, vec![A6, B6]);
+    let cfg = lab.json(&["show", "config"]);
+    assert_eq!(cfg["subnet_v6"], SUBNET6);
+    assert_eq!(cfg["gateway_v6"], GW6);
+
+    let before = lab.packets("redirect-peer");
+    assert!(ping6(&lab, &a, B6), "a cannot ping b over IPv6");
+    assert!(ping6(&lab, &b, A6), "b cannot ping a over IPv6");
+    assert!(ping6(&lab, &a, "fe80::42:acff:fe11:3%eth0"), "link-local");
+    assert!(
+        lab.packets("redirect-peer") - before >= 12,
+        "IPv6 between containers did not take the fast path"
+    );
+    // The node through the gateway, both ways.
+    assert!(ping6(&lab, &a, GW6), "a cannot reach the gateway");
+    assert!(ping6(&lab, &lab.node, A6), "the node cannot reach a");
+}
+
+#[test]
+fn tcp_100mb_and_udp_over_ipv6_on_the_fast_path() {
+    let lab = lab6(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    assert!(ping6(&lab, &b, A6));
+    let sent_before = lab.link_packets(&b, "eth0").1 + lab.link_packets(&a, "eth0").1;
+    let before = lab.packets("redirect-peer");
+    tcp_transfer_checked(&lab, &a, &b, A6, 100);
+    let sent = lab.link_packets(&b, "eth0").1 + lab.link_packets(&a, "eth0").1 - sent_before;
+    let redirected = lab.packets("redirect-peer") - before;
+    assert!(sent > 1000, "only {sent} frames for 100 MB");
+    assert!(
+        redirected * 100 >= sent * 95,
+        "{redirected} of {sent} frames took the fast path"
+    );
+
+    // UDP: a datagram from b echoed by a.
+    let echo = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('{A6}', 6000))\n\
+         s.settimeout(5)\nd, p = s.recvfrom(100)\ns.sendto(d, p)\n"
+    );
+    let server = ebridge_tests::procs::Bg::python(&a, &echo);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ask = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+         s.sendto(b'hello-udp6', ('{A6}', 6000))\nprint(s.recv(100).decode())\n"
+    );
+    assert_eq!(lab.exec_ok(&b, &[PY, "-c", &ask]).trim(), "hello-udp6");
+    drop(server);
+}
+
+#[test]
+fn a_requested_address_is_honoured_and_bad_ones_refused() {
+    let lab = lab6(&[]);
+    let out = lab.ebridge_ok(&["endpoint", "add", &lab.name("a"), "--ip6", "fd00:17::a"]);
+    assert!(out.contains("ip6 fd00:17::a/64"), "{out}");
+    let taken = lab.ebridge(&["endpoint", "add", &lab.name("b"), "--ip6", "fd00:17::a"]);
+    assert_eq!(taken.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        err.contains("fd00:17::a is already taken") && err.contains("is free"),
+        "{err}"
+    );
+    let outside = lab.ebridge(&["endpoint", "add", &lab.name("c"), "--ip6", "fd00:99::5"]);
+    assert_eq!(outside.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("not a host address of fd00:17::/64"));
+
+    // A bridge without IPv6 refuses --ip6 and keeps containers IPv4-only.
+    let v4 = Lab::up(&[]);
+    let refused = v4.ebridge(&["endpoint", "add", &v4.name("a"), "--ip6", "fd00:17::a"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--subnet-v6"));
+    let a = v4.endpoint("a", &[]);
+    let off = v4.exec_ok(&a, &["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"]);
+    assert_eq!(off.trim(), "1");
+
+    for (flag, value, says) in [
+        ("--subnet-v6", "fe80::/64", "link-local"),
+        ("--subnet-v6", "fd00::1/64", "did you mean fd00::/64"),
+        ("--subnet-v6", "10.0.0.0/8", "not an IPv6 CIDR"),
+    ] {
+        let fresh = Lab::new();
+        let out = fresh.ebridge(&["up", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+}
+
+/// Frames from `netns`'s eth0 with scapy (Debian's python3).
+fn scapy(lab: &Lab, netns: &str, body: &str) {
+    let script =
+        format!("from scapy.all import *\nm=get_if_hwaddr('eth0')\nll=in6_getifaddr()\n{body}\n");
+    lab.exec_ok(netns, &["/usr/bin/python3", "-c", &script]);
+}
+
+fn neighbor_mac(lab: &Lab, netns: &str, addr: &str) -> Option<String> {
+    let out = lab.exec_ok(netns, &["ip", "-6", "neigh", "show", addr]);
+    let mut words = out.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "lladdr" {
+            return words.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+#[test]
+fn forged_sources_advertisements_and_router_adverts_are_stopped() {
+    let lab = lab6(&[]);
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    let c = lab.endpoint("c", &[]);
+    assert!(ping6(&lab, &c, B6));
+    let b_mac = neighbor_mac(&lab, &c, B6).expect("c knows b");
+    let udp_in = snmp6(&lab, &b, "Udp6InDatagrams") + snmp6(&lab, &b, "Udp6NoPorts");
+    let na_in = snmp6(&lab, &c, "Icmp6InNeighborAdvertisements");
+    let ra_in = snmp6(&lab, &c, "Icmp6InRouterAdvertisements");
+    let drops = |reason: &str| lab.packets(reason);
+    let (spoofed, nd, ra) = (
+        drops("drop-spoofed-ip6"),
+        drops("drop-spoofed-nd"),
+        drops("drop-router-advert"),
+    );
+
+    // A forged source address towards b.
+    scapy(
+        &lab,
+        &a,
+        &format!(
+            "sendp(Ether(src=m, dst='02:42:ac:11:00:03')/IPv6(src='fd00:17::99', dst='{B6}')/UDP(sport=1, dport=7777)/b'x', iface='eth0', count=3, verbose=False)"
+        ),
+    );
+    // "b's address is at a's MAC", to everyone (neighbor cache poisoning).
+    scapy(
+        &lab,
+        &a,
+        &format!(
+            "sendp(Ether(src=m, dst='33:33:00:00:00:01')/IPv6(src='fe80::42:acff:fe11:2', dst='ff02::1')/ICMPv6ND_NA(tgt='{B6}', R=0, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr=m), iface='eth0', count=3, verbose=False)"
+        ),
+    );
+    // A router advertisement offering a prefix and a default route.
+    scapy(
+        &lab,
+        &a,
+        "sendp(Ether(src=m, dst='33:33:00:00:00:01')/IPv6(src='fe80::42:acff:fe11:2', dst='ff02::1')/ICMPv6ND_RA(routerlifetime=1800)/ICMPv6NDOptPrefixInfo(prefix='2001:db8:bad::', prefixlen=64)/ICMPv6NDOptSrcLLAddr(lladdr=m), iface='eth0', count=2, verbose=False)",
+    );
+
+    assert_eq!(drops("drop-spoofed-ip6") - spoofed, 3);
+    assert_eq!(drops("drop-spoofed-nd") - nd, 3);
+    assert_eq!(drops("drop-router-advert") - ra, 2);
+    // Nobody saw them.
+    assert_eq!(
+        snmp6(&lab, &b, "Udp6InDatagrams") + snmp6(&lab, &b, "Udp6NoPorts"),
+        udp_in
+    );
+    assert_eq!(snmp6(&lab, &c, "Icmp6InNeighborAdvertisements"), na_in);
+    assert_eq!(snmp6(&lab, &c, "Icmp6InRouterAdvertisements"), ra_in);
+    assert_eq!(neighbor_mac(&lab, &c, B6).as_deref(), Some(b_mac.as_str()));
+    let node_routes = run_ok("ip", &["-n", &lab.node, "-6", "route"]);
+    assert!(!node_routes.contains("2001:db8:bad"), "{node_routes}");
+    // And the honest traffic still flows.
+    assert!(ping6(&lab, &c, B6));
+}
+
+#[test]
+fn icc_off_keeps_containers_apart_over_ipv6() {
+    let lab = lab6(&["--no-icc"]);
+    let a = lab.endpoint("a", &[]);
+    let _b = lab.endpoint("b", &[]);
+    let before = lab.packets("drop-icc-disabled");
+    assert!(!ping6(&lab, &a, B6), "ICC off, yet a reached b over IPv6");
+    assert!(
+        !ping6(&lab, &a, "fe80::42:acff:fe11:3%eth0"),
+        "ICC off, yet a reached b's link-local address"
+    );
+    assert!(lab.packets("drop-icc-disabled") > before);
+    assert!(ping6(&lab, &a, GW6), "ICC off must not cut the gateway");
+    let v: Value = lab.json(&["show", "config"]);
+    assert_eq!(v["icc"], false);
+}

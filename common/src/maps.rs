@@ -8,6 +8,8 @@ pub const MAP_ENDPOINT_BY_IP6: &str = "endpoint_by_ip6";
 pub const MAP_FDB: &str = "fdb";
 pub const MAP_STATS: &str = "stats";
 pub const MAP_NAT: &str = "nat";
+pub const MAP_NAT6: &str = "nat6";
+pub const MAP_NAT_NO_PORT6: &str = "nat_no_port6";
 pub const MAP_FRAGS: &str = "frags";
 pub const MAP_PUBLISH: &str = "publish";
 pub const MAP_NODE_ADDRS: &str = "node_addrs";
@@ -19,7 +21,7 @@ pub const MAP_MONITOR: &str = "monitor";
 pub const MAP_MONITOR_BUDGET: &str = "monitor_budget";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 16] = [
+pub const PINNED_MAPS: [&str; 18] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -27,11 +29,13 @@ pub const PINNED_MAPS: [&str; 16] = [
     MAP_FDB,
     MAP_STATS,
     MAP_NAT,
+    MAP_NAT6,
     MAP_FRAGS,
     MAP_PUBLISH,
     MAP_NODE_ADDRS,
     MAP_SOCK_REWRITES,
     MAP_NAT_NO_PORT,
+    MAP_NAT_NO_PORT6,
     MAP_NATIVE_NETS,
     MAP_EVENTS,
     MAP_MONITOR,

@@ -22,15 +22,18 @@ pub struct MonitorEvent {
     pub reason: u16,
     /// The device the packet came in on (a host veth for containers).
     pub ifindex: u32,
-    /// Network order, as in the packet; zero when not IPv4 or cut short.
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+    /// Network order, as in the packet; IPv4 in the first four bytes.
+    /// Zero when not IP or cut short.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// NAT events: the translated address and port (network order).
+    pub nat_addr: [u8; 16],
     pub sport: u16,
     pub dport: u16,
-    /// NAT events: the translated address and port (network order).
-    pub nat_addr: [u8; 4],
     pub nat_port: u16,
-    pub _pad: [u8; 2],
+    /// 4 or 6; 0 when the packet is neither.
+    pub family: u8,
+    pub _pad: u8,
 }
 
 /// Per-CPU rate limiter state.

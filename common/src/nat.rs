@@ -15,12 +15,14 @@ pub const IPPROTO_UDP: u8 = 17;
 
 /// A flow as seen by one direction. Addresses and ports are in network
 /// byte order, as in the packet. For ICMP echo the identifier is the
-/// "port": `sport` in the original direction, `dport` in the reply.
+/// "port": `sport` in the original direction, `dport` in the reply. One
+/// layout for both families: `A` is `[u8; 4]` (the `nat` map) or
+/// `[u8; 16]` (`nat6`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NatKey {
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+pub struct NatKeyOf<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
@@ -28,38 +30,46 @@ pub struct NatKey {
     pub _pad: [u8; 2],
 }
 
+pub type NatKey = NatKeyOf<[u8; 4]>;
+pub type Nat6Key = NatKeyOf<[u8; 16]>;
+
 /// What to rewrite a packet matching the key to, plus the flow's state.
+/// The 8-byte counters come first so both families' layouts are free of
+/// padding (64 and 88 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatEntry {
-    /// Original entry: the new source (uplink address). Reply entry: the new
-    /// destination (the container).
-    pub addr: [u8; 4],
-    /// Network order: the NAT port (original) or the container's port (reply).
-    pub port: u16,
-    /// `CT_*` TCP state; UDP and ICMP stay `CT_NEW` until answered.
-    pub state: u8,
-    /// `NAT_F_*` bits.
-    pub flags: u8,
-    /// Reply entry: host veth of the container, for `bpf_redirect_peer`.
-    pub ifindex: u32,
-    /// Reply entry: the container's MAC.
-    pub mac: [u8; 6],
-    /// `OWNER_*`: whose flow this is; only container flows are ever
-    /// delivered into a container.
-    pub owner: u8,
-    pub _pad: u8,
-    pub _pad2: u32,
+pub struct NatEntryOf<A> {
     pub created_ns: u64,
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// Original entry: the new source (uplink address). Reply entry: the new
+    /// destination (the container).
+    pub addr: A,
     /// With `NAT_F_DNAT`: the new destination as well (hairpin flows
     /// rewrite both ends).
-    pub daddr: [u8; 4],
+    pub daddr: A,
+    /// Network order: the NAT port (original) or the container's port (reply).
+    pub port: u16,
     pub dport: u16,
-    pub _pad3: [u8; 2],
+    /// `CT_*` TCP state; UDP and ICMP stay `CT_NEW` until answered.
+    pub state: u8,
+    /// `NAT_F_*` bits.
+    pub flags: u8,
+    /// `OWNER_*`: whose flow this is; only container flows are ever
+    /// delivered into a container.
+    pub owner: u8,
+    pub _pad: u8,
+    /// Reply entry: host veth of the container, for `bpf_redirect_peer`.
+    pub ifindex: u32,
+    /// Reply entry: the container's MAC.
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+    pub _pad3: [u8; 4],
 }
+
+pub type NatEntry = NatEntryOf<[u8; 4]>;
+pub type Nat6Entry = NatEntryOf<[u8; 16]>;
 
 /// A flow of a container on this bridge.
 pub const OWNER_CONTAINER: u8 = 0;
@@ -137,12 +147,15 @@ pub const DEFAULT_NAT_PORT_MAX: u16 = 65535;
 /// the drop path only, read and cleared by the agent, which logs them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NoPortKey {
-    pub daddr: [u8; 4],
+pub struct NoPortKeyOf<A> {
+    pub daddr: A,
     pub dport: u16,
     pub proto: u8,
     pub _pad: u8,
 }
+
+pub type NoPortKey = NoPortKeyOf<[u8; 4]>;
+pub type NoPort6Key = NoPortKeyOf<[u8; 16]>;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use crate::{
     fdb::{FdbEntry, MacAddr},
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
-        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
-        SockRewrite,
+        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key, NoPortCount,
+        NoPortKey, PublishKey, PublishTarget, SockRewrite,
     },
     stats::Counter,
 };
@@ -29,6 +29,9 @@ pod!(
     Counter,
     NatKey,
     NatEntry,
+    Nat6Key,
+    Nat6Entry,
+    NoPort6Key,
     FragKey,
     FragEntry,
     PublishKey,
@@ -43,6 +46,9 @@ pod!(
 const _: () = assert!(core::mem::size_of::<BridgeConfig>() == 128);
 const _: () = assert!(core::mem::size_of::<NatKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NatEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<Nat6Key>() == 40);
+const _: () = assert!(core::mem::size_of::<Nat6Entry>() == 88);
+const _: () = assert!(core::mem::size_of::<NoPort6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PublishTarget>() == 20);
 const _: () = assert!(core::mem::size_of::<SockRewrite>() == 12);
@@ -54,5 +60,5 @@ const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(core::mem::size_of::<NoPortKey>() == 8);
 const _: () = assert!(core::mem::size_of::<NoPortCount>() == 16);
-const _: () = assert!(core::mem::size_of::<MonitorEvent>() == 40);
+const _: () = assert!(core::mem::size_of::<MonitorEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<MonitorBudget>() == 24);

@@ -17,27 +17,24 @@ use ebridge_common::{
     stats::*,
 };
 
-use crate::{
-    ipv4::Ipv4,
-    l4::*,
-    maps::{NAT, NAT_NO_PORT},
-    monitor,
-};
+use crate::{family::Addr, ipv4::Ipv4, l4::*, monitor};
 
 const EEXIST: i32 = 17;
 
-/// A flow as the packet names it (network order).
+/// A flow as the packet names it (network order), of either family.
 #[derive(Clone, Copy)]
-pub struct Flow {
+pub struct FlowOf<A> {
     pub proto: u8,
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
 }
 
+pub type Flow = FlowOf<[u8; 4]>;
+
 impl Flow {
-    /// The flow a parsed packet names.
+    /// The flow a parsed IPv4 packet names.
     #[inline(always)]
     pub fn of(ip: &Ipv4, ports: &L4) -> Self {
         Self {
@@ -48,10 +45,12 @@ impl Flow {
             dport: ports.dport,
         }
     }
+}
 
+impl<A: Addr> FlowOf<A> {
     #[inline(always)]
-    pub fn key(&self, dir: u8) -> NatKey {
-        NatKey {
+    pub fn key(&self, dir: u8) -> NatKeyOf<A> {
+        NatKeyOf {
             saddr: self.saddr,
             daddr: self.daddr,
             sport: self.sport,
@@ -66,7 +65,7 @@ impl Flow {
 /// Plain increments: a flow's packets are almost always handled on one CPU
 /// at a time, and a rare lost update only blurs `show nat` counters.
 #[inline(always)]
-pub fn account(entry: *mut NatEntry, now: u64, bytes: u32) {
+pub fn account<A>(entry: *mut NatEntryOf<A>, now: u64, bytes: u32) {
     unsafe {
         (*entry).last_seen_ns = now;
         (*entry).packets += 1;
@@ -76,8 +75,13 @@ pub fn account(entry: *mut NatEntry, now: u64, bytes: u32) {
 
 /// The entry keyed by what a container sent, if the flow is known.
 #[inline(always)]
-pub fn from_container(flow: &Flow, now: u64, tcp_flags: u8, bytes: u32) -> Option<*mut NatEntry> {
-    let entry = NAT.get_ptr_mut(flow.key(DIR_ORIGINAL))?;
+pub fn from_container<A: Addr>(
+    flow: &FlowOf<A>,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) -> Option<*mut NatEntryOf<A>> {
+    let entry = A::nat().get_ptr_mut(flow.key(DIR_ORIGINAL))?;
     if flow.proto == IPPROTO_TCP {
         unsafe { track_original(&mut *entry, tcp_flags) };
     }
@@ -86,29 +90,18 @@ pub fn from_container(flow: &Flow, now: u64, tcp_flags: u8, bytes: u32) -> Optio
 }
 
 #[inline(always)]
-pub fn blank(now: u64) -> NatEntry {
-    NatEntry {
-        addr: [0; 4],
-        port: 0,
-        state: CT_NEW,
-        flags: 0,
-        ifindex: 0,
-        mac: [0; 6],
-        owner: OWNER_CONTAINER,
-        _pad: 0,
-        _pad2: 0,
+pub fn blank<A: Addr>(now: u64) -> NatEntryOf<A> {
+    NatEntryOf {
         created_ns: now,
         last_seen_ns: now,
-        packets: 0,
-        bytes: 0,
-        daddr: [0; 4],
-        dport: 0,
-        _pad3: [0; 2],
+        state: CT_NEW,
+        owner: OWNER_CONTAINER,
+        ..NatEntryOf::default()
     }
 }
 
 #[inline(always)]
-pub fn initial_state(flow: &Flow, tcp_flags: u8) -> u8 {
+pub fn initial_state<A>(flow: &FlowOf<A>, tcp_flags: u8) -> u8 {
     if flow.proto == IPPROTO_TCP && tcp_flags & TCP_SYN != 0 {
         CT_SYN_SENT
     } else {
@@ -137,9 +130,9 @@ fn port_range(own: u32, cfg: &BridgeConfig) -> (u32, u32) {
 /// back widened: a `Result<u16, _>` leaves half its register undefined on
 /// the error path, which the verifier refuses to see read.
 #[inline(always)]
-pub fn claim_port(
-    template: &NatKey,
-    first: &NatEntry,
+pub fn claim_port<A: Addr>(
+    template: &NatKeyOf<A>,
+    first: &NatEntryOf<A>,
     own: u16,
     cfg: &BridgeConfig,
 ) -> Result<u32, u32> {
@@ -151,7 +144,7 @@ pub fn claim_port(
     let mut key = *template;
     if (min..=max).contains(&own_port) {
         key.dport = own;
-        match NAT.insert(key, *first, u64::from(BPF_NOEXIST)) {
+        match A::nat().insert(key, *first, u64::from(BPF_NOEXIST)) {
             Ok(()) => return Ok(u32::from(own)),
             Err(e) if e == -EEXIST => {}
             Err(_) => return Err(DROP_NAT_TABLE_FULL),
@@ -169,8 +162,8 @@ pub fn claim_port(
     unsafe {
         bpf_loop(
             NAT_PORT_PROBES,
-            probe as *mut c_void,
-            &mut search as *mut PortSearch as *mut c_void,
+            probe::<A> as *mut c_void,
+            &mut search as *mut PortSearch<A> as *mut c_void,
             0,
         )
     };
@@ -190,10 +183,10 @@ const PROBE_TABLE_FULL: u32 = 2;
 
 /// One random port search, shared with `probe` through `bpf_loop`.
 #[repr(C)]
-struct PortSearch {
+struct PortSearch<A> {
     /// `dport` holds the port being tried, and the claimed one after.
-    key: NatKey,
-    entry: NatEntry,
+    key: NatKeyOf<A>,
+    entry: NatEntryOf<A>,
     min: u32,
     size: u32,
     outcome: u32,
@@ -201,8 +194,8 @@ struct PortSearch {
 
 /// One probe: a random port of the range; 1 stops the loop.
 #[inline(never)]
-extern "C" fn probe(_index: u64, ctx: *mut c_void) -> i64 {
-    let search = unsafe { &mut *(ctx as *mut PortSearch) };
+extern "C" fn probe<A: Addr>(_index: u64, ctx: *mut c_void) -> i64 {
+    let search = unsafe { &mut *(ctx as *mut PortSearch<A>) };
     // NonZero: a plain `%` would carry a division-by-zero panic path, which
     // the verifier rejects.
     let Some(size) = NonZeroU32::new(search.size) else {
@@ -210,7 +203,7 @@ extern "C" fn probe(_index: u64, ctx: *mut c_void) -> i64 {
     };
     let candidate = search.min + unsafe { bpf_get_prandom_u32() } % size;
     search.key.dport = (candidate as u16).to_be();
-    match NAT.insert(search.key, search.entry, u64::from(BPF_NOEXIST)) {
+    match A::nat().insert(search.key, search.entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {
             search.outcome = PROBE_CLAIMED;
             1
@@ -225,47 +218,37 @@ extern "C" fn probe(_index: u64, ctx: *mut c_void) -> i64 {
 
 /// Remembers which destination ran out of ports, for the agent to log.
 #[inline(always)]
-fn record_no_port(template: &NatKey, now: u64) {
-    let key = NoPortKey {
+fn record_no_port<A: Addr>(template: &NatKeyOf<A>, now: u64) {
+    let key = NoPortKeyOf {
         daddr: template.saddr,
         dport: template.sport,
         proto: template.proto,
         _pad: 0,
     };
-    match NAT_NO_PORT.get_ptr_mut(key) {
-        Some(count) => unsafe {
-            (*count).drops += 1;
-            (*count).last_ns = now;
-        },
-        None => {
-            let _ = NAT_NO_PORT.insert(
-                key,
-                NoPortCount {
-                    drops: 1,
-                    last_ns: now,
-                },
-                0,
-            );
-        }
-    }
+    A::record_no_port(&key, now);
 }
 
 /// Inserts the flow's second entry; on failure the first one is rolled back
 /// so no half pair holds a port. If another CPU created the same flow
 /// meanwhile, its entry wins and ours goes.
 #[inline(always)]
-fn complete_pair(key: &NatKey, entry: &NatEntry, first: &NatKey) -> Result<*mut NatEntry, u32> {
-    match NAT.insert(*key, *entry, u64::from(BPF_NOEXIST)) {
+fn complete_pair<A: Addr>(
+    key: &NatKeyOf<A>,
+    entry: &NatEntryOf<A>,
+    first: &NatKeyOf<A>,
+) -> Result<*mut NatEntryOf<A>, u32> {
+    let nat = A::nat();
+    match nat.insert(*key, *entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         Err(e) if e == -EEXIST => {
-            let _ = NAT.remove(*first);
+            let _ = nat.remove(*first);
         }
         Err(_) => {
-            let _ = NAT.remove(*first);
+            let _ = nat.remove(*first);
             return Err(DROP_NAT_TABLE_FULL);
         }
     }
-    NAT.get_ptr_mut(*key).ok_or(DROP_NAT_TABLE_FULL)
+    nat.get_ptr_mut(*key).ok_or(DROP_NAT_TABLE_FULL)
 }
 
 /// The shape every port-claiming flow shares: `back` claims a free port
@@ -273,18 +256,18 @@ fn complete_pair(key: &NatKey, entry: &NatEntry, first: &NatKey) -> Result<*mut 
 /// records that port as its new source port.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn claim_and_pair(
-    flow: &Flow,
-    template: &NatKey,
-    back: &NatEntry,
-    mut forward: NatEntry,
+fn claim_and_pair<A: Addr>(
+    flow: &FlowOf<A>,
+    template: &NatKeyOf<A>,
+    back: &NatEntryOf<A>,
+    mut forward: NatEntryOf<A>,
     cfg: &BridgeConfig,
     now: u64,
     tcp_flags: u8,
     bytes: u32,
-) -> Result<*mut NatEntry, u32> {
+) -> Result<*mut NatEntryOf<A>, u32> {
     let port = claim_port(template, back, flow.sport, cfg)? as u16;
-    let claimed = NatKey {
+    let claimed = NatKeyOf {
         dport: port,
         ..*template
     };
@@ -298,22 +281,23 @@ fn claim_and_pair(
 /// A new masqueraded flow: the reply entry (outside → uplink:port) claims
 /// the port, then the original entry records the translation.
 #[inline(always)]
-pub fn masquerade(
-    flow: &Flow,
+pub fn masquerade<A: Addr>(
+    flow: &FlowOf<A>,
     ep: &Endpoint,
     cfg: &BridgeConfig,
     now: u64,
     tcp_flags: u8,
     bytes: u32,
-) -> Result<*mut NatEntry, u32> {
+) -> Result<*mut NatEntryOf<A>, u32> {
+    let uplink = A::uplink(cfg);
     let mut back = blank(now);
     back.addr = flow.saddr;
     back.port = flow.sport;
     back.ifindex = ep.host_ifindex;
     back.mac = ep.mac;
-    let template = NatKey {
+    let template = NatKeyOf {
         saddr: flow.daddr,
-        daddr: cfg.uplink_ipv4,
+        daddr: uplink,
         sport: flow.dport,
         dport: 0,
         proto: flow.proto,
@@ -321,10 +305,10 @@ pub fn masquerade(
         _pad: [0; 2],
     };
     let mut out = blank(now);
-    out.addr = cfg.uplink_ipv4;
+    out.addr = uplink;
     let entry = claim_and_pair(flow, &template, &back, out, cfg, now, tcp_flags, bytes)?;
     let port = unsafe { (*entry).port };
-    monitor::new_flow(EVENT_NAT_NEW, flow, cfg.uplink_ipv4, port, ep.host_ifindex);
+    monitor::new_flow(EVENT_NAT_NEW, flow, uplink, port, ep.host_ifindex);
     Ok(entry)
 }
 
@@ -401,7 +385,7 @@ pub fn inbound(
         dir: DIR_ORIGINAL,
         _pad: [0; 2],
     };
-    match NAT.insert(back_key, back, u64::from(BPF_NOEXIST)) {
+    match <[u8; 4]>::nat().insert(back_key, back, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         // The container already uses this tuple for a flow of its own.
         Err(e) if e == -EEXIST => return Err(DROP_NAT_CONFLICT),
@@ -437,14 +421,14 @@ fn reopens(state: u8, flags: u8) -> bool {
 }
 
 #[inline(always)]
-fn reopen(entry: &mut NatEntry) {
+fn reopen<A>(entry: &mut NatEntryOf<A>) {
     entry.state = CT_SYN_SENT;
     entry.flags &= KIND_FLAGS;
 }
 
 /// What the flow's initiator side sent (a container, or the node).
 #[inline(always)]
-pub fn track_original(entry: &mut NatEntry, flags: u8) {
+pub fn track_original<A>(entry: &mut NatEntryOf<A>, flags: u8) {
     if flags & TCP_RST != 0 {
         entry.state = CT_CLOSED;
     } else if reopens(entry.state, flags) {
@@ -463,7 +447,13 @@ pub fn track_original(entry: &mut NatEntry, flags: u8) {
 /// only when something changes (first reply, SYN, FIN, RST), so the usual
 /// packet costs one lookup.
 #[inline(always)]
-pub fn on_reply(key: &NatKey, entry: *mut NatEntry, now: u64, tcp_flags: u8, bytes: u32) {
+pub fn on_reply<A: Addr>(
+    key: &NatKeyOf<A>,
+    entry: *mut NatEntryOf<A>,
+    now: u64,
+    tcp_flags: u8,
+    bytes: u32,
+) {
     account(entry, now, bytes);
     let (owner, flags, addr, port) =
         unsafe { ((*entry).owner, (*entry).flags, (*entry).addr, (*entry).port) };
@@ -479,7 +469,7 @@ pub fn on_reply(key: &NatKey, entry: *mut NatEntry, now: u64, tcp_flags: u8, byt
     let orig = if owner == OWNER_NODE && port == key.dport {
         entry
     } else {
-        let original = NatKey {
+        let original = NatKeyOf {
             saddr: addr,
             daddr: key.saddr,
             sport: port,
@@ -492,7 +482,7 @@ pub fn on_reply(key: &NatKey, entry: *mut NatEntry, now: u64, tcp_flags: u8, byt
             },
             _pad: [0; 2],
         };
-        match NAT.get_ptr_mut(original) {
+        match A::nat().get_ptr_mut(original) {
             Some(orig) => orig,
             None => return,
         }
@@ -508,7 +498,7 @@ pub fn on_reply(key: &NatKey, entry: *mut NatEntry, now: u64, tcp_flags: u8, byt
 
 /// Returns whether the packet reopened the flow.
 #[inline(always)]
-fn track_reply(orig: &mut NatEntry, flags: u8) -> bool {
+fn track_reply<A>(orig: &mut NatEntryOf<A>, flags: u8) -> bool {
     if flags & TCP_RST != 0 {
         orig.state = CT_CLOSED;
     } else if reopens(orig.state, flags) {

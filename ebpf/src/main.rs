@@ -8,6 +8,7 @@ mod antispoof;
 mod conntrack;
 mod csum;
 mod endpoint;
+mod family;
 mod fdb;
 mod fib;
 mod host_access;

@@ -12,8 +12,8 @@ use ebridge_common::{
     },
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
-        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
-        SockRewrite,
+        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key, NoPortCount,
+        NoPortKey, PublishKey, PublishTarget, SockRewrite,
     },
     stats::{Counter, MAX_REASONS},
 };
@@ -46,6 +46,10 @@ pub static STATS: PerCpuArray<Counter, MAX_REASONS> = PerCpuArray::new();
 #[btf_map(name = "nat")]
 pub static NAT: HashMap<NatKey, NatEntry, DEFAULT_NAT_ENTRIES> = HashMap::new();
 
+/// The same for IPv6 flows (sized like `nat` at load time).
+#[btf_map(name = "nat6")]
+pub static NAT6: HashMap<Nat6Key, Nat6Entry, DEFAULT_NAT_ENTRIES> = HashMap::new();
+
 /// Fragments in flight; LRU because a lost fragment must not pin an entry.
 #[btf_map(name = "frags")]
 pub static FRAGS: LruHashMap<FragKey, FragEntry, MAX_FRAG_ENTRIES> = LruHashMap::new();
@@ -65,6 +69,9 @@ pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruH
 /// Destinations that ran out of NAT ports since the agent last looked.
 #[btf_map(name = "nat_no_port")]
 pub static NAT_NO_PORT: LruHashMap<NoPortKey, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();
+
+#[btf_map(name = "nat_no_port6")]
+pub static NAT_NO_PORT6: LruHashMap<NoPort6Key, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();
 
 /// Native-routing CIDRs and the node's networks (`common::routing`).
 #[btf_map(name = "native_nets")]

@@ -13,6 +13,9 @@ use crate::{maps::DatapathMaps, pins};
 pub static DATAPATH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebridge-datapath"));
 
+/// `nat6` on a bridge without an IPv6 subnet: nothing uses it.
+const MIN_NAT6_ENTRIES: u32 = 16;
+
 /// Creates and pins every map and program of the bridge's datapath, writes
 /// its config and attaches the uplink programs. Existing pins are reused by
 /// aya, so the caller makes sure the directory is fresh.
@@ -34,6 +37,14 @@ pub fn load_and_pin(
         loader.map_pin_path(name, path.as_path());
     }
     loader.map_max_entries(MAP_NAT, nat_entries);
+    // Hash maps are preallocated: a bridge without IPv6 keeps its IPv6
+    // table at the minimum instead of another table's worth of memory.
+    let nat6_entries = if config.flags & ebridge_common::config::CONFIG_F_IPV6 != 0 {
+        nat_entries
+    } else {
+        MIN_NAT6_ENTRIES
+    };
+    loader.map_max_entries(MAP_NAT6, nat6_entries);
     let mut ebpf = loader
         .load(DATAPATH_OBJECT)
         .context("cannot load the eBPF object")?;

@@ -226,26 +226,36 @@ fn describe(ev: &MonitorEvent, unix_offset_ns: i128, device: (String, Option<Str
     if ev.kind == EVENT_DROP {
         v["reason"] = json!(reason_label(u32::from(ev.reason)).unwrap_or("unknown"));
     }
-    if ev.saddr != [0; 4] || ev.daddr != [0; 4] {
+    if ev.family != 0 {
         v["proto"] = json!(proto_label(ev.proto));
-        v["src"] = json!(Ipv4Addr::from(ev.saddr).to_string());
-        v["dst"] = json!(Ipv4Addr::from(ev.daddr).to_string());
+        v["src"] = json!(address(ev.family, ev.saddr));
+        v["dst"] = json!(address(ev.family, ev.daddr));
         if ev.proto == IPPROTO_TCP || ev.proto == IPPROTO_UDP {
             v["sport"] = json!(u16::from_be(ev.sport));
             v["dport"] = json!(u16::from_be(ev.dport));
         }
     }
     if ev.kind != EVENT_DROP {
-        v["nat_addr"] = json!(Ipv4Addr::from(ev.nat_addr).to_string());
+        v["nat_addr"] = json!(address(ev.family, ev.nat_addr));
         v["nat_port"] = json!(u16::from_be(ev.nat_port));
     }
     v
+}
+
+/// An event's address as text: IPv4 rides in the first four bytes.
+fn address(family: u8, bytes: [u8; 16]) -> String {
+    if family == 6 {
+        std::net::Ipv6Addr::from(bytes).to_string()
+    } else {
+        Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()
+    }
 }
 
 /// `addr:port`, or just the address when the line has no ports.
 fn endpoint_of(v: &Value, addr: &str, port: &str) -> String {
     let a = v[addr].as_str().unwrap_or("?");
     match v[port].as_u64() {
+        Some(p) if a.contains(':') => format!("[{a}]:{p}"),
         Some(p) => format!("{a}:{p}"),
         None => a.to_string(),
     }

@@ -1,0 +1,96 @@
+//! What NAT connection tracking needs to know about an address family,
+//! implemented on the address type itself (`[u8; 4]`, `[u8; 16]`) so the
+//! generic code in `conntrack.rs` infers the family from the flow it is
+//! given: the family's NAT table, the node's addresses to translate to,
+//! where exhaustion is recorded, and how monitor events carry addresses.
+use aya_ebpf::btf_maps::HashMap;
+use ebridge_common::{
+    config::BridgeConfig,
+    maps::DEFAULT_NAT_ENTRIES,
+    nat::{NatEntryOf, NatKeyOf, NoPortCount, NoPortKeyOf},
+};
+
+use crate::maps::{NAT, NAT6, NAT_NO_PORT, NAT_NO_PORT6};
+
+pub trait Addr: Copy + Default + 'static {
+    fn nat() -> &'static HashMap<NatKeyOf<Self>, NatEntryOf<Self>, DEFAULT_NAT_ENTRIES>;
+    /// The masquerade source: the uplink's address of this family.
+    fn uplink(cfg: &BridgeConfig) -> Self;
+    /// Counts a new flow dropped for want of a free port, by destination.
+    fn record_no_port(key: &NoPortKeyOf<Self>, now: u64);
+    /// 4 or 6, as monitor events carry it.
+    const FAMILY: u8;
+    /// The address in 16 bytes (IPv4 in the first four), as monitor
+    /// events carry it.
+    fn widen(self) -> [u8; 16];
+}
+
+impl Addr for [u8; 4] {
+    #[inline(always)]
+    fn nat() -> &'static HashMap<NatKeyOf<Self>, NatEntryOf<Self>, DEFAULT_NAT_ENTRIES> {
+        &NAT
+    }
+    #[inline(always)]
+    fn uplink(cfg: &BridgeConfig) -> Self {
+        cfg.uplink_ipv4
+    }
+    #[inline(always)]
+    fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {
+        count_no_port(&NAT_NO_PORT, key, now)
+    }
+    const FAMILY: u8 = 4;
+    #[inline(always)]
+    fn widen(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&self);
+        out
+    }
+}
+
+impl Addr for [u8; 16] {
+    #[inline(always)]
+    fn nat() -> &'static HashMap<NatKeyOf<Self>, NatEntryOf<Self>, DEFAULT_NAT_ENTRIES> {
+        &NAT6
+    }
+    #[inline(always)]
+    fn uplink(cfg: &BridgeConfig) -> Self {
+        cfg.uplink_ipv6
+    }
+    #[inline(always)]
+    fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {
+        count_no_port(&NAT_NO_PORT6, key, now)
+    }
+    const FAMILY: u8 = 6;
+    #[inline(always)]
+    fn widen(self) -> [u8; 16] {
+        self
+    }
+}
+
+#[inline(always)]
+fn count_no_port<A: Copy>(
+    map: &aya_ebpf::btf_maps::LruHashMap<
+        NoPortKeyOf<A>,
+        NoPortCount,
+        { ebridge_common::maps::MAX_NAT_NO_PORT },
+    >,
+    key: &NoPortKeyOf<A>,
+    now: u64,
+) {
+    match map.get_ptr_mut(*key) {
+        Some(count) => unsafe {
+            (*count).drops += 1;
+            (*count).last_ns = now;
+        },
+        None => {
+            let _ = map.insert(
+                *key,
+                NoPortCount {
+                    drops: 1,
+                    last_ns: now,
+                },
+                0,
+            );
+        }
+    }
+}

@@ -71,6 +71,18 @@ pub struct NatEntryOf<A> {
 pub type NatEntry = NatEntryOf<[u8; 4]>;
 pub type Nat6Entry = NatEntryOf<[u8; 16]>;
 
+/// A new flow's entries while a port is claimed for it, kept in a per-CPU
+/// map rather than on the 512-byte eBPF stack: `key` and `back` are the
+/// entry that claims the port (its `dport` the port being tried), `forward`
+/// the one keyed by what the initiator sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NatScratch<A> {
+    pub back: NatEntryOf<A>,
+    pub forward: NatEntryOf<A>,
+    pub key: NatKeyOf<A>,
+}
+
 /// A flow of a container on this bridge.
 pub const OWNER_CONTAINER: u8 = 0;
 /// A flow of the node itself through the uplink address: it owns its

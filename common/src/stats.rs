@@ -161,6 +161,9 @@ reasons! {
     /// IPv6 header with a bad version or payload length, or an extension
     /// header chain that runs past the packet or is too long to walk.
     DROP_MALFORMED_IP6 = 54, "drop-malformed-ip6", Drop;
+    /// IPv6 to masquerade, but the uplink has no global IPv6 address to
+    /// masquerade behind.
+    DROP_NO_UPLINK_IPV6 = 55, "drop-no-uplink-ipv6", Drop;
 }
 
 /// Size of the stats array; codes above leave room for more reasons.

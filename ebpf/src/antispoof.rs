@@ -32,7 +32,21 @@ pub fn check_source6(ctx: &TcContext, eth: *const EthHdr, ep: &Endpoint) -> Resu
     if !mac_eq(unsafe { &(*eth).src_addr }, &ep.mac) {
         return Err(DROP_SPOOFED_MAC);
     }
-    check_ipv6(ctx, ep)
+    match ipv6_source(ctx, ep) {
+        0 => Ok(()),
+        reason => Err(reason),
+    }
+}
+
+/// 0 or the drop reason. Out of line: the extension header walk and the
+/// ND checks get a frame of their own, off the chain the IPv6 NAT path's
+/// frames are on (eBPF allows 512 bytes for a whole call chain).
+#[inline(never)]
+fn ipv6_source(ctx: &TcContext, ep: &Endpoint) -> u32 {
+    match check_ipv6(ctx, ep) {
+        Ok(()) => 0,
+        Err(reason) => reason,
+    }
 }
 
 #[inline(always)]

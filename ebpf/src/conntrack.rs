@@ -123,16 +123,16 @@ fn port_range(own: u32, cfg: &BridgeConfig) -> (u32, u32) {
     (u32::from(cfg.nat_port_min), u32::from(cfg.nat_port_max))
 }
 
-/// Inserts `first` under `template` with the free port found written into
-/// its `dport` — the original port `own` if free and in range, then random
+/// Inserts `s.back` under `s.key` with a free port written into its
+/// `dport` — the original port `own` if free and in range, then random
 /// probes. BPF_NOEXIST makes the insert itself the claim on the port, so
 /// two CPUs can never take the same one. The port (network order) comes
 /// back widened: a `Result<u16, _>` leaves half its register undefined on
-/// the error path, which the verifier refuses to see read.
+/// the error path, which the verifier refuses to see read. `s.key.dport`
+/// holds the claimed port after.
 #[inline(always)]
 pub fn claim_port<A: Addr>(
-    template: &NatKeyOf<A>,
-    first: &NatEntryOf<A>,
+    s: &mut NatScratch<A>,
     own: u16,
     cfg: &BridgeConfig,
 ) -> Result<u32, u32> {
@@ -141,18 +141,15 @@ pub fn claim_port<A: Addr>(
     if max < min {
         return Err(DROP_NAT_NO_PORT);
     }
-    let mut key = *template;
     if (min..=max).contains(&own_port) {
-        key.dport = own;
-        match A::nat().insert(key, *first, u64::from(BPF_NOEXIST)) {
+        s.key.dport = own;
+        match insert_claim(s) {
             Ok(()) => return Ok(u32::from(own)),
             Err(e) if e == -EEXIST => {}
             Err(_) => return Err(DROP_NAT_TABLE_FULL),
         }
     }
     let mut search = PortSearch {
-        key,
-        entry: *first,
         min,
         size: max - min + 1,
         outcome: PROBE_NONE_FREE,
@@ -163,30 +160,36 @@ pub fn claim_port<A: Addr>(
         bpf_loop(
             NAT_PORT_PROBES,
             probe::<A> as *mut c_void,
-            &mut search as *mut PortSearch<A> as *mut c_void,
+            &mut search as *mut PortSearch as *mut c_void,
             0,
         )
     };
     match search.outcome {
-        PROBE_CLAIMED => Ok(u32::from(search.key.dport)),
+        PROBE_CLAIMED => Ok(u32::from(s.key.dport)),
         PROBE_TABLE_FULL => Err(DROP_NAT_TABLE_FULL),
         _ => {
-            record_no_port(template, first.created_ns);
+            record_no_port(&s.key, s.back.created_ns);
             Err(DROP_NAT_NO_PORT)
         }
     }
+}
+
+/// Inserts `s.back` under `s.key` if the key is free, straight from the
+/// scratch map (by value, both would be copied onto the stack first).
+#[inline(always)]
+fn insert_claim<A: Addr>(s: &NatScratch<A>) -> Result<(), i32> {
+    let (key, back): (&NatKeyOf<A>, &NatEntryOf<A>) = (&s.key, &s.back);
+    A::nat().insert(key, back, u64::from(BPF_NOEXIST))
 }
 
 const PROBE_NONE_FREE: u32 = 0;
 const PROBE_CLAIMED: u32 = 1;
 const PROBE_TABLE_FULL: u32 = 2;
 
-/// One random port search, shared with `probe` through `bpf_loop`.
+/// One random port search, shared with `probe` through `bpf_loop` (whose
+/// context must live on the stack; the entries stay in the scratch map).
 #[repr(C)]
-struct PortSearch<A> {
-    /// `dport` holds the port being tried, and the claimed one after.
-    key: NatKeyOf<A>,
-    entry: NatEntryOf<A>,
+struct PortSearch {
     min: u32,
     size: u32,
     outcome: u32,
@@ -195,15 +198,21 @@ struct PortSearch<A> {
 /// One probe: a random port of the range; 1 stops the loop.
 #[inline(never)]
 extern "C" fn probe<A: Addr>(_index: u64, ctx: *mut c_void) -> i64 {
-    let search = unsafe { &mut *(ctx as *mut PortSearch<A>) };
+    let search = unsafe { &mut *(ctx as *mut PortSearch) };
+    // Same CPU as the caller: the same scratch slot.
+    let Some(s) = A::scratch() else {
+        search.outcome = PROBE_TABLE_FULL;
+        return 1;
+    };
+    let s = unsafe { &mut *s };
     // NonZero: a plain `%` would carry a division-by-zero panic path, which
     // the verifier rejects.
     let Some(size) = NonZeroU32::new(search.size) else {
         return 1;
     };
     let candidate = search.min + unsafe { bpf_get_prandom_u32() } % size;
-    search.key.dport = (candidate as u16).to_be();
-    match A::nat().insert(search.key, search.entry, u64::from(BPF_NOEXIST)) {
+    s.key.dport = (candidate as u16).to_be();
+    match insert_claim(s) {
         Ok(()) => {
             search.outcome = PROBE_CLAIMED;
             1
@@ -238,42 +247,52 @@ fn complete_pair<A: Addr>(
     first: &NatKeyOf<A>,
 ) -> Result<*mut NatEntryOf<A>, u32> {
     let nat = A::nat();
-    match nat.insert(*key, *entry, u64::from(BPF_NOEXIST)) {
+    match nat.insert(key, entry, u64::from(BPF_NOEXIST)) {
         Ok(()) => {}
         Err(e) if e == -EEXIST => {
-            let _ = nat.remove(*first);
+            let _ = nat.remove(first);
         }
         Err(_) => {
-            let _ = nat.remove(*first);
+            let _ = nat.remove(first);
             return Err(DROP_NAT_TABLE_FULL);
         }
     }
-    nat.get_ptr_mut(*key).ok_or(DROP_NAT_TABLE_FULL)
+    nat.get_ptr_mut(key).ok_or(DROP_NAT_TABLE_FULL)
 }
 
-/// The shape every port-claiming flow shares: `back` claims a free port
-/// under `template`, then `forward` (keyed by what the container sent)
+/// This CPU's scratch entries for a new flow, both blank as of `now`
+/// (cleared in place: a blank entry built on the stack and copied would
+/// cost the stack the scratch map is there to save).
+#[inline(always)]
+pub fn scratch<A: Addr>(now: u64) -> Result<&'static mut NatScratch<A>, u32> {
+    let s = A::scratch().ok_or(DROP_REWRITE_FAILED)?;
+    unsafe { core::ptr::write_bytes(s, 0, 1) };
+    let s = unsafe { &mut *s };
+    for e in [&mut s.back, &mut s.forward] {
+        e.created_ns = now;
+        e.last_seen_ns = now;
+        e.state = CT_NEW;
+        e.owner = OWNER_CONTAINER;
+    }
+    Ok(s)
+}
+
+/// The shape every port-claiming flow shares: `s.back` claims a free port
+/// under `s.key`, then `s.forward` (keyed by what the container sent)
 /// records that port as its new source port.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn claim_and_pair<A: Addr>(
     flow: &FlowOf<A>,
-    template: &NatKeyOf<A>,
-    back: &NatEntryOf<A>,
-    mut forward: NatEntryOf<A>,
+    s: &mut NatScratch<A>,
     cfg: &BridgeConfig,
     now: u64,
     tcp_flags: u8,
     bytes: u32,
 ) -> Result<*mut NatEntryOf<A>, u32> {
-    let port = claim_port(template, back, flow.sport, cfg)? as u16;
-    let claimed = NatKeyOf {
-        dport: port,
-        ..*template
-    };
-    forward.port = port;
-    forward.state = initial_state(flow, tcp_flags);
-    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &forward, &claimed)?;
+    let port = claim_port(s, flow.sport, cfg)? as u16;
+    s.forward.port = port;
+    s.forward.state = initial_state(flow, tcp_flags);
+    let entry = complete_pair(&flow.key(DIR_ORIGINAL), &s.forward, &s.key)?;
     account(entry, now, bytes);
     Ok(entry)
 }
@@ -290,12 +309,12 @@ pub fn masquerade<A: Addr>(
     bytes: u32,
 ) -> Result<*mut NatEntryOf<A>, u32> {
     let uplink = A::uplink(cfg);
-    let mut back = blank(now);
-    back.addr = flow.saddr;
-    back.port = flow.sport;
-    back.ifindex = ep.host_ifindex;
-    back.mac = ep.mac;
-    let template = NatKeyOf {
+    let s = scratch::<A>(now)?;
+    s.back.addr = flow.saddr;
+    s.back.port = flow.sport;
+    s.back.ifindex = ep.host_ifindex;
+    s.back.mac = ep.mac;
+    s.key = NatKeyOf {
         saddr: flow.daddr,
         daddr: uplink,
         sport: flow.dport,
@@ -304,9 +323,8 @@ pub fn masquerade<A: Addr>(
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let mut out = blank(now);
-    out.addr = uplink;
-    let entry = claim_and_pair(flow, &template, &back, out, cfg, now, tcp_flags, bytes)?;
+    s.forward.addr = uplink;
+    let entry = claim_and_pair(flow, s, cfg, now, tcp_flags, bytes)?;
     let port = unsafe { (*entry).port };
     monitor::new_flow(EVENT_NAT_NEW, flow, uplink, port, ep.host_ifindex);
     Ok(entry)
@@ -326,15 +344,15 @@ pub fn hairpin(
     tcp_flags: u8,
     bytes: u32,
 ) -> Result<*mut NatEntry, u32> {
-    let mut back = blank(now);
-    back.addr = flow.daddr;
-    back.port = flow.dport;
-    back.daddr = flow.saddr;
-    back.dport = flow.sport;
-    back.flags = NAT_F_DNAT | NAT_F_HAIRPIN | NAT_F_BACK;
-    back.ifindex = client.host_ifindex;
-    back.mac = client.mac;
-    let template = NatKey {
+    let s = scratch::<[u8; 4]>(now)?;
+    s.back.addr = flow.daddr;
+    s.back.port = flow.dport;
+    s.back.daddr = flow.saddr;
+    s.back.dport = flow.sport;
+    s.back.flags = NAT_F_DNAT | NAT_F_HAIRPIN | NAT_F_BACK;
+    s.back.ifindex = client.host_ifindex;
+    s.back.mac = client.mac;
+    s.key = NatKey {
         saddr: target.addr,
         daddr: cfg.gateway_ipv4,
         sport: target.port,
@@ -343,14 +361,13 @@ pub fn hairpin(
         dir: DIR_ORIGINAL,
         _pad: [0; 2],
     };
-    let mut there = blank(now);
-    there.addr = cfg.gateway_ipv4;
-    there.daddr = target.addr;
-    there.dport = target.port;
-    there.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
-    there.ifindex = target.ifindex;
-    there.mac = target.mac;
-    let entry = claim_and_pair(flow, &template, &back, there, cfg, now, tcp_flags, bytes)?;
+    s.forward.addr = cfg.gateway_ipv4;
+    s.forward.daddr = target.addr;
+    s.forward.dport = target.port;
+    s.forward.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
+    s.forward.ifindex = target.ifindex;
+    s.forward.mac = target.mac;
+    let entry = claim_and_pair(flow, s, cfg, now, tcp_flags, bytes)?;
     monitor::new_flow(
         EVENT_PUBLISH_HIT,
         flow,
@@ -371,12 +388,12 @@ pub fn inbound(
     tcp_flags: u8,
     bytes: u32,
 ) -> Result<*mut NatEntry, u32> {
-    let mut back = blank(now);
-    back.addr = flow.daddr;
-    back.port = flow.dport;
-    back.flags = NAT_F_INBOUND;
-    back.state = initial_state(flow, tcp_flags);
-    let back_key = NatKey {
+    let s = scratch::<[u8; 4]>(now)?;
+    s.back.addr = flow.daddr;
+    s.back.port = flow.dport;
+    s.back.flags = NAT_F_INBOUND;
+    s.back.state = initial_state(flow, tcp_flags);
+    s.key = NatKey {
         saddr: target.addr,
         daddr: flow.saddr,
         sport: target.port,
@@ -385,19 +402,18 @@ pub fn inbound(
         dir: DIR_ORIGINAL,
         _pad: [0; 2],
     };
-    match <[u8; 4]>::nat().insert(back_key, back, u64::from(BPF_NOEXIST)) {
+    match insert_claim(s) {
         Ok(()) => {}
         // The container already uses this tuple for a flow of its own.
         Err(e) if e == -EEXIST => return Err(DROP_NAT_CONFLICT),
         Err(_) => return Err(DROP_NAT_TABLE_FULL),
     }
-    let mut there = blank(now);
-    there.addr = target.addr;
-    there.port = target.port;
-    there.flags = NAT_F_INBOUND;
-    there.ifindex = target.ifindex;
-    there.mac = target.mac;
-    let entry = complete_pair(&flow.key(DIR_REPLY), &there, &back_key)?;
+    s.forward.addr = target.addr;
+    s.forward.port = target.port;
+    s.forward.flags = NAT_F_INBOUND;
+    s.forward.ifindex = target.ifindex;
+    s.forward.mac = target.mac;
+    let entry = complete_pair(&flow.key(DIR_REPLY), &s.forward, &s.key)?;
     account(entry, now, bytes);
     monitor::new_flow(
         EVENT_PUBLISH_HIT,

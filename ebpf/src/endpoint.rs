@@ -17,7 +17,7 @@ use crate::{
     fdb::{self, Port},
     ipv4, ipv6,
     maps::{CONFIG, ENDPOINTS},
-    masquerade,
+    masquerade, masquerade6,
     packet::{self, ETH_P_IPV4, ETH_P_IPV6},
     stats::{count, drop, pass},
 };
@@ -26,12 +26,21 @@ use crate::{
 pub fn endpoint_ingress(ctx: TcContext) -> i32 {
     packet::ensure_linear(&ctx);
     let ipv6 = packet::eth(&ctx).is_ok_and(|eth| packet::ether_type(eth) == ETH_P_IPV6);
-    if ipv6 {
-        handle::<true>(ctx)
-    } else {
-        handle::<false>(ctx)
+    if !ipv6 {
+        return handle::<false>(ctx);
+    }
+    let skb = ctx.skb.skb;
+    match handle::<true>(ctx) {
+        // Routed after `handle` returned, so its frame is off the NAT
+        // path's call chain.
+        ROUTE_IPV6 => masquerade6::from_container(TcContext::new(skb)),
+        verdict => verdict,
     }
 }
+
+/// `handle::<true>`'s answer for IPv6 to the gateway's MAC: not a verdict
+/// yet, the caller routes it.
+const ROUTE_IPV6: i32 = i32::MIN;
 
 /// One copy per family, each out of line: eBPF's 512-byte stack is shared
 /// by a call chain, and IPv4's NAT path already fills most of it, so
@@ -76,6 +85,7 @@ fn handle<const IPV6: bool>(ctx: TcContext) -> i32 {
         Port::Local if !IPV6 && packet::ether_type(eth) == ETH_P_IPV4 => {
             masquerade::route_from_container(ctx, cfg, ep, now)
         }
+        Port::Local if IPV6 => ROUTE_IPV6,
         Port::Local => pass(ctx, PASS_TO_HOST),
         Port::Expired => pass(ctx, PASS_FDB_EXPIRED),
         Port::Endpoint(port) if port == ifindex => pass(ctx, PASS_SAME_PORT),

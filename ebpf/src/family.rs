@@ -7,10 +7,10 @@ use aya_ebpf::btf_maps::HashMap;
 use ebridge_common::{
     config::BridgeConfig,
     maps::DEFAULT_NAT_ENTRIES,
-    nat::{NatEntryOf, NatKeyOf, NoPortCount, NoPortKeyOf},
+    nat::{NatEntryOf, NatKeyOf, NatScratch, NoPortCount, NoPortKeyOf},
 };
 
-use crate::maps::{NAT, NAT6, NAT_NO_PORT, NAT_NO_PORT6};
+use crate::maps::{NAT, NAT6, NAT_NO_PORT, NAT_NO_PORT6, NAT_SCRATCH, NAT_SCRATCH6};
 
 pub trait Addr: Copy + Default + 'static {
     fn nat() -> &'static HashMap<NatKeyOf<Self>, NatEntryOf<Self>, DEFAULT_NAT_ENTRIES>;
@@ -18,6 +18,8 @@ pub trait Addr: Copy + Default + 'static {
     fn uplink(cfg: &BridgeConfig) -> Self;
     /// Counts a new flow dropped for want of a free port, by destination.
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64);
+    /// This CPU's room for a new flow's entries (the array always has it).
+    fn scratch() -> Option<*mut NatScratch<Self>>;
     /// 4 or 6, as monitor events carry it.
     const FAMILY: u8;
     /// The address in 16 bytes (IPv4 in the first four), as monitor
@@ -37,6 +39,10 @@ impl Addr for [u8; 4] {
     #[inline(always)]
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {
         count_no_port(&NAT_NO_PORT, key, now)
+    }
+    #[inline(always)]
+    fn scratch() -> Option<*mut NatScratch<Self>> {
+        NAT_SCRATCH.get_ptr_mut(0)
     }
     const FAMILY: u8 = 4;
     #[inline(always)]
@@ -59,6 +65,10 @@ impl Addr for [u8; 16] {
     #[inline(always)]
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {
         count_no_port(&NAT_NO_PORT6, key, now)
+    }
+    #[inline(always)]
+    fn scratch() -> Option<*mut NatScratch<Self>> {
+        NAT_SCRATCH6.get_ptr_mut(0)
     }
     const FAMILY: u8 = 6;
     #[inline(always)]

@@ -1,14 +1,25 @@
 //! IPv6 header parsing: the fixed header, then the extension header chain
 //! (hop-by-hop, routing, destination options, fragment, AH) walked with a
 //! bounded loop to the upper-layer header; address tests.
-use ebridge_common::{config::BridgeConfig, stats::*};
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use ebridge_common::{
+    config::BridgeConfig,
+    nat::{IPPROTO_TCP, IPPROTO_UDP},
+    stats::*,
+};
 
 use crate::{
-    ipv4::Frag,
+    ipv4::{Frag, L4Csum},
     packet::{self, header_at, Frame, ETH_LEN},
 };
 
 pub const IPV6_HDR_LEN: usize = 40;
+pub const IP6_HOP_LIMIT_OFF: usize = ETH_LEN + 7;
+pub const IP6_SADDR_OFF: usize = ETH_LEN + 8;
+pub const IP6_DADDR_OFF: usize = ETH_LEN + 24;
 
 pub const NEXTHDR_HOP: u8 = 0;
 pub const NEXTHDR_ROUTING: u8 = 43;
@@ -26,6 +37,8 @@ const MAX_CHAIN_END: usize = 1514;
 #[derive(Clone, Copy)]
 pub struct Ipv6 {
     pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub hop_limit: u8,
     /// The upper-layer protocol the chain ends in.
     pub proto: u8,
     /// Where the upper-layer header starts (for `Frag::Later`, where the
@@ -60,6 +73,24 @@ struct FragHdr {
 /// longer than `MAX_EXT_HEADERS`.
 #[inline(always)]
 pub fn parse(ctx: &impl Frame) -> Result<Ipv6, u32> {
+    let mut pkt = Ipv6 {
+        saddr: [0; 16],
+        daddr: [0; 16],
+        hop_limit: 0,
+        proto: 0,
+        l4_off: 0,
+        frag: Frag::Whole,
+        frag_id: 0,
+        end: 0,
+    };
+    parse_into(ctx, &mut pkt)?;
+    Ok(pkt)
+}
+
+/// `parse` into `pkt` where it already lives (a per-CPU work area on
+/// paths whose stack is tight).
+#[inline(always)]
+pub fn parse_into(ctx: &impl Frame, pkt: &mut Ipv6) -> Result<(), u32> {
     let ip = packet::ipv6(ctx).map_err(|_| DROP_TRUNCATED)?;
     let ip = unsafe { &*ip };
     if ip.vcf[0] >> 4 != 6 {
@@ -70,17 +101,17 @@ pub fn parse(ctx: &impl Frame) -> Result<Ipv6, u32> {
     if payload == 0 || end > ctx.frame_len() as usize {
         return Err(DROP_MALFORMED_IP6);
     }
-    let mut pkt = Ipv6 {
-        saddr: ip.src_addr,
-        proto: ip.next_hdr,
-        l4_off: ETH_LEN + IPV6_HDR_LEN,
-        frag: Frag::Whole,
-        frag_id: 0,
-        end,
-    };
+    pkt.saddr = ip.src_addr;
+    pkt.daddr = ip.dst_addr;
+    pkt.hop_limit = ip.hop_limit;
+    pkt.proto = ip.next_hdr;
+    pkt.l4_off = ETH_LEN + IPV6_HDR_LEN;
+    pkt.frag = Frag::Whole;
+    pkt.frag_id = 0;
+    pkt.end = end;
     for _ in 0..MAX_EXT_HEADERS {
-        if !skip_extension(ctx, &mut pkt)? {
-            return Ok(pkt);
+        if !skip_extension(ctx, pkt)? {
+            return Ok(());
         }
         if pkt.l4_off > end || pkt.l4_off > MAX_CHAIN_END {
             return Err(DROP_MALFORMED_IP6);
@@ -205,4 +236,69 @@ fn halves(a: &[u8; 16]) -> (u64, u64) {
         u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
         u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
     )
+}
+
+/// Where the transport checksum sits; ICMPv6's, unlike ICMP's, covers the
+/// pseudo-header, so an address rewrite changes it too.
+#[inline(always)]
+pub fn l4_csum(proto: u8, l4_off: usize) -> L4Csum {
+    match proto {
+        IPPROTO_TCP => L4Csum::Pseudo {
+            off: l4_off + 16,
+            udp: false,
+        },
+        IPPROTO_UDP => L4Csum::Pseudo {
+            off: l4_off + 6,
+            udp: true,
+        },
+        IPPROTO_ICMPV6 => L4Csum::Pseudo {
+            off: l4_off + 2,
+            udp: false,
+        },
+        _ => L4Csum::None,
+    }
+}
+
+/// Rewrites the address at `addr_off` (source or destination) and fixes
+/// the transport checksum word by word (IPv6 has no header checksum).
+#[inline(always)]
+pub fn set_addr(
+    ctx: &TcContext,
+    addr_off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    l4: L4Csum,
+) -> Result<(), u32> {
+    if let L4Csum::Pseudo { off, udp } = l4 {
+        let extra = if udp { BPF_F_MARK_MANGLED_0 } else { 0 };
+        for i in 0..4 {
+            let at = i * 4;
+            let from = u32::from_ne_bytes([old[at], old[at + 1], old[at + 2], old[at + 3]]);
+            let to = u32::from_ne_bytes([new[at], new[at + 1], new[at + 2], new[at + 3]]);
+            if from != to {
+                ctx.l4_csum_replace(
+                    off,
+                    u64::from(from),
+                    u64::from(to),
+                    u64::from(BPF_F_PSEUDO_HDR | extra | 4),
+                )
+                .map_err(|_| DROP_REWRITE_FAILED)?;
+            }
+        }
+    }
+    ctx.store(addr_off, new, 0).map_err(|_| DROP_REWRITE_FAILED)
+}
+
+/// A router's hop limit decrement (no checksum covers it).
+#[inline(always)]
+pub fn decrement_hop_limit(ctx: &TcContext, ip: &Ipv6) -> Result<(), u32> {
+    ctx.store(IP6_HOP_LIMIT_OFF, &(ip.hop_limit - 1), 0)
+        .map_err(|_| DROP_REWRITE_FAILED)
+}
+
+/// Multicast (ff00::/8), unspecified or loopback: never routed by us.
+#[inline(always)]
+pub fn is_special(a: &[u8; 16]) -> bool {
+    let (hi, lo) = halves(a);
+    a[0] == 0xff || (hi == 0 && (lo == 0 || u64::from_be(lo) == 1))
 }

@@ -7,6 +7,7 @@ use ebridge_common::{
 
 use crate::{
     ipv4::Ipv4,
+    ipv6::IPPROTO_ICMPV6,
     packet::{header_at, Frame},
 };
 
@@ -15,6 +16,11 @@ pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
 pub const ICMP_PARAM_PROBLEM: u8 = 12;
+pub const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub const ICMPV6_ECHO_REPLY: u8 = 129;
+/// ICMPv6 errors (destination unreachable, packet too big, time exceeded,
+/// parameter problem) are the types below 128.
+pub const ICMPV6_INFO_MIN: u8 = 128;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -81,18 +87,23 @@ pub fn icmp_type(ctx: &impl Frame, ip: &Ipv4) -> Result<u8, u32> {
 /// the same way; the other "port" is zero and `*_off` point at the id.
 #[inline(always)]
 pub fn parse(ctx: &impl Frame, ip: &Ipv4) -> Result<L4, u32> {
-    let off = ip.l4_off;
-    // The header must lie within the IPv4 total length, not merely within
-    // the frame (trailing bytes are padding, not transport header).
-    let need = match ip.proto {
+    parse_at(ctx, ip.proto, ip.l4_off, ip.end)
+}
+
+/// `parse` for a transport header of `proto` at `off`, which must end by
+/// `end` (the IP payload's end: trailing bytes are padding, not header).
+/// ICMPv6 echo (128/129) keys like ICMP echo.
+#[inline(always)]
+pub fn parse_at(ctx: &impl Frame, proto: u8, off: usize, end: usize) -> Result<L4, u32> {
+    let need = match proto {
         IPPROTO_TCP => core::mem::size_of::<TcpHead>(),
         IPPROTO_UDP => core::mem::size_of::<UdpHead>(),
         _ => core::mem::size_of::<IcmpHead>(),
     };
-    if off + need > ip.end {
+    if off + need > end {
         return Err(DROP_TRUNCATED);
     }
-    match ip.proto {
+    match proto {
         IPPROTO_TCP => {
             let tcp = header_at::<TcpHead>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
             let tcp = unsafe { &*tcp };
@@ -117,11 +128,16 @@ pub fn parse(ctx: &impl Frame, ip: &Ipv4) -> Result<L4, u32> {
                 echo_reply: false,
             })
         }
-        IPPROTO_ICMP => {
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let icmp = header_at::<IcmpHead>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
             let icmp = unsafe { &*icmp };
+            let (request, reply) = if proto == IPPROTO_ICMP {
+                (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY)
+            } else {
+                (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY)
+            };
             match icmp.ty {
-                ICMP_ECHO_REQUEST => Ok(L4 {
+                ty if ty == request => Ok(L4 {
                     sport: icmp.id,
                     dport: 0,
                     sport_off: off + 4,
@@ -129,7 +145,7 @@ pub fn parse(ctx: &impl Frame, ip: &Ipv4) -> Result<L4, u32> {
                     tcp_flags: 0,
                     echo_reply: false,
                 }),
-                ICMP_ECHO_REPLY => Ok(L4 {
+                ty if ty == reply => Ok(L4 {
                     sport: 0,
                     dport: icmp.id,
                     sport_off: off + 4,

@@ -12,8 +12,8 @@ use ebridge_common::{
     },
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
-        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key, NoPortCount,
-        NoPortKey, PublishKey, PublishTarget, SockRewrite,
+        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NatScratch, NoPort6Key,
+        NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
     },
     stats::{Counter, MAX_REASONS},
 };
@@ -69,6 +69,13 @@ pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruH
 /// Destinations that ran out of NAT ports since the agent last looked.
 #[btf_map(name = "nat_no_port")]
 pub static NAT_NO_PORT: LruHashMap<NoPortKey, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();
+
+/// Per-CPU room for a new flow's entries while its port is claimed.
+#[btf_map(name = "nat_scratch")]
+pub static NAT_SCRATCH: PerCpuArray<NatScratch<[u8; 4]>, 1> = PerCpuArray::new();
+
+#[btf_map(name = "nat_scratch6")]
+pub static NAT_SCRATCH6: PerCpuArray<NatScratch<[u8; 16]>, 1> = PerCpuArray::new();
 
 #[btf_map(name = "nat_no_port6")]
 pub static NAT_NO_PORT6: LruHashMap<NoPort6Key, NoPortCount, MAX_NAT_NO_PORT> = LruHashMap::new();

@@ -132,21 +132,21 @@ fn move_away(
     now: u64,
     bytes: u32,
 ) -> Result<u16, u32> {
-    let mut back = conntrack::blank(now);
-    back.owner = OWNER_NODE;
-    back.addr = flow.saddr;
-    back.port = flow.sport;
-    let template = reply_key(flow, 0);
-    let port = conntrack::claim_port(&template, &back, flow.sport, cfg)? as u16;
-    let mut out = conntrack::blank(now);
-    out.owner = OWNER_NODE;
-    out.addr = flow.saddr;
-    out.port = port;
-    out.state = conntrack::initial_state(flow, ports.tcp_flags);
-    out.packets = 1;
-    out.bytes = u64::from(bytes);
+    let s = conntrack::scratch::<[u8; 4]>(now)?;
+    s.back.owner = OWNER_NODE;
+    s.back.addr = flow.saddr;
+    s.back.port = flow.sport;
+    s.key = reply_key(flow, 0);
+    let port = conntrack::claim_port(s, flow.sport, cfg)? as u16;
+    s.forward.owner = OWNER_NODE;
+    s.forward.addr = flow.saddr;
+    s.forward.port = port;
+    s.forward.state = conntrack::initial_state(flow, ports.tcp_flags);
+    s.forward.packets = 1;
+    s.forward.bytes = u64::from(bytes);
+    let forward: &NatEntry = &s.forward;
     if NAT
-        .insert(flow.key(DIR_NODE), out, u64::from(BPF_NOEXIST))
+        .insert(flow.key(DIR_NODE), forward, u64::from(BPF_NOEXIST))
         .is_err()
     {
         let _ = NAT.remove(reply_key(flow, port));

@@ -74,12 +74,16 @@ pub fn ensure_linear(ctx: &TcContext) {
     }
 }
 
+/// No header starts beyond this offset (a jumbo frame's worth): the bound
+/// lets the verifier accept an offset read back from a map.
+const MAX_HEADER_OFFSET: usize = 0x4000;
+
 /// A pointer to a `T` at `offset`, or `Truncated` if the frame is shorter.
 #[inline(always)]
 pub fn header_at<T>(ctx: &impl Frame, offset: usize) -> Result<*mut T, Truncated> {
     let start = ctx.data();
     let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
+    if offset > MAX_HEADER_OFFSET || start + offset + size_of::<T>() > end {
         return Err(Truncated);
     }
     Ok((start + offset) as *mut T)

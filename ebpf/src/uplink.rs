@@ -6,34 +6,54 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use ebridge_common::{
-    config::CONFIG_F_MASQUERADE,
+    config::{BridgeConfig, CONFIG_F_IPV6_MASQUERADE, CONFIG_F_MASQUERADE},
     nat::{bridge_mark, MARK_MAGIC, MARK_MAGIC_MASK},
     stats::*,
 };
 
 use crate::{
-    ipv4,
+    ipv4, ipv6,
     maps::CONFIG,
     node_flow,
-    packet::{self, ETH_P_IPV4},
-    revnat, routing,
+    packet::{self, ETH_P_IPV4, ETH_P_IPV6},
+    revnat, revnat6, routing,
     stats::{drop, pass},
 };
 
 #[classifier]
 pub fn uplink_ingress(ctx: TcContext) -> i32 {
     packet::ensure_linear(&ctx);
-    let Some(cfg) = CONFIG.get(0) else {
+    if CONFIG.get(0).is_none() {
         return TC_ACT_UNSPEC;
-    };
+    }
     let Ok(eth) = packet::eth(&ctx) else {
         return pass(&ctx, PASS_UPLINK_HOST);
     };
-    if packet::ether_type(eth) != ETH_P_IPV4 {
-        return pass(&ctx, PASS_UPLINK_HOST);
+    match packet::ether_type(eth) {
+        ETH_P_IPV4 => ingress4(ctx),
+        ETH_P_IPV6 => ingress6(ctx),
+        _ => pass(&ctx, PASS_UPLINK_HOST),
     }
+}
+
+/// One function per family, each out of line: eBPF's 512-byte stack is
+/// shared by a call chain, and the IPv4 path fills most of it.
+#[inline(never)]
+fn ingress4(ctx: TcContext) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
     let now = unsafe { bpf_ktime_get_ns() };
     revnat::from_uplink(&ctx, cfg, now)
+}
+
+#[inline(never)]
+fn ingress6(ctx: TcContext) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    revnat6::from_uplink(&ctx, cfg, now)
 }
 
 /// Nothing with a container source address leaves un-NATed while
@@ -46,15 +66,16 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
     let Some(cfg) = CONFIG.get(0) else {
         return TC_ACT_UNSPEC;
     };
-    if cfg.flags & CONFIG_F_MASQUERADE == 0 {
-        return TC_ACT_UNSPEC;
-    }
     packet::ensure_linear(&ctx);
     let Ok(eth) = packet::eth(&ctx) else {
         return TC_ACT_UNSPEC;
     };
-    if packet::ether_type(eth) != ETH_P_IPV4 {
-        return TC_ACT_UNSPEC;
+    match packet::ether_type(eth) {
+        ETH_P_IPV4 if cfg.flags & CONFIG_F_MASQUERADE != 0 => {}
+        ETH_P_IPV6 if cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0 => {
+            return leak_guard6(&ctx, cfg);
+        }
+        _ => return TC_ACT_UNSPEC,
     }
     let Ok(hdr) = packet::ipv4(&ctx) else {
         return TC_ACT_UNSPEC;
@@ -77,4 +98,17 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     node_flow::leaving(&ctx, cfg, &ip, other_bridge, now)
+}
+
+/// IPv6 with a container source never leaves un-NATed while IPv6
+/// masquerade is on.
+#[inline(always)]
+fn leak_guard6(ctx: &TcContext, cfg: &BridgeConfig) -> i32 {
+    let Ok(hdr) = packet::ipv6(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    if ipv6::in_subnet(unsafe { &(*hdr).src_addr }, cfg) {
+        return drop(ctx, DROP_LEAK);
+    }
+    TC_ACT_UNSPEC
 }

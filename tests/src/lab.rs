@@ -69,6 +69,9 @@ pub const NODE_UPLINK_IP: &str = "198.51.100.1";
 /// ebridge_common::fdb::FDB_F_LOCAL (this crate does not depend on it).
 const FDB_F_LOCAL: u64 = 1;
 pub const OUTSIDE_IP: &str = "198.51.100.2";
+/// The uplink's and the outside host's IPv6 addresses (`Lab::new_dual`).
+pub const NODE_UPLINK_IP6: &str = "2001:db8:51::1";
+pub const OUTSIDE_IP6: &str = "2001:db8:51::2";
 pub const SERVER_IP: &str = "203.0.113.2";
 
 impl Lab {
@@ -135,6 +138,44 @@ impl Lab {
             "ip",
             &[
                 "-n", &lab.node, "route", "add", "default", "via", OUTSIDE_IP,
+            ],
+        );
+        lab
+    }
+
+    /// `new` with IPv6 on the uplink too: global addresses on both ends
+    /// (no DAD: usable at once) and the node's IPv6 default route.
+    pub fn new_dual() -> Self {
+        let lab = Self::new();
+        for (ns, dev, addr) in [
+            (&lab.node, "uplink0", NODE_UPLINK_IP6),
+            (&lab.outside, "eth0", OUTSIDE_IP6),
+        ] {
+            run_ok(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/64"),
+                    "dev",
+                    dev,
+                    "nodad",
+                ],
+            );
+        }
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &lab.node,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                OUTSIDE_IP6,
             ],
         );
         lab
@@ -235,7 +276,7 @@ impl Lab {
                 "-w",
             ])
             .arg(&pcap)
-            .arg("ip")
+            .args(["ip", "or", "ip6"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -275,6 +316,27 @@ impl Lab {
         let counts = (
             count("src net 172.16.0.0/12"),
             count(&format!("src host {NODE_UPLINK_IP}")),
+        );
+        let _ = std::fs::remove_file(&pcap);
+        counts
+    }
+
+    /// Stops the capture; returns (IPv6 packets with a source in the
+    /// containers' `subnet6`, IPv6 packets from the node's uplink address).
+    pub fn uplink_capture6(&mut self, subnet6: &str) -> (usize, usize) {
+        let pcap = self.stop_watch().expect("watch_for_leaks was not called");
+        let count = |filter: &str| {
+            let out = run_ok(
+                "tcpdump",
+                &["-n", "-r", pcap.to_str().expect("utf-8"), filter],
+            );
+            out.lines().count()
+        };
+        // Neighbor discovery (ICMPv6 133-137) is the node's own.
+        let not_nd = "not (icmp6 and ip6[40] >= 133 and ip6[40] <= 137)";
+        let counts = (
+            count(&format!("ip6 and src net {subnet6} and {not_nd}")),
+            count(&format!("ip6 and src host {NODE_UPLINK_IP6} and {not_nd}")),
         );
         let _ = std::fs::remove_file(&pcap);
         counts

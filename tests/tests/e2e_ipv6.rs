@@ -5,7 +5,7 @@
 //! or a router advertisement is stopped before anyone sees it; ICC off
 //! holds for IPv6 too.
 use ebridge_tests::{
-    lab::{run_ok, Lab},
+    lab::{run_ok, Lab, NODE_UPLINK_IP6, OUTSIDE_IP6},
     procs::{tcp_transfer_checked, PY},
 };
 use serde_json::Value;
@@ -243,4 +243,106 @@ fn icc_off_keeps_containers_apart_over_ipv6() {
     assert!(ping6(&lab, &a, GW6), "ICC off must not cut the gateway");
     let v: Value = lab.json(&["show", "config"]);
     assert_eq!(v["icc"], false);
+}
+
+/// A dual-stack lab with the bridge up on both families (`extra`: more
+/// `up` flags).
+fn dual(extra: &[&str]) -> Lab {
+    let lab = Lab::new_dual();
+    let mut args = vec!["up", "--subnet", "172.17.0.0/16", "--subnet-v6", SUBNET6];
+    args.extend(extra);
+    lab.ebridge_ok(&args);
+    lab
+}
+
+#[test]
+fn containers_reach_the_outside_masqueraded_over_ipv6() {
+    let mut lab = dual(&[]).watch_for_leaks();
+    let a = lab.endpoint("a", &[]);
+    let b = lab.endpoint("b", &[]);
+    let cfg = lab.json(&["show", "config"]);
+    assert_eq!(cfg["uplink_ipv6"], NODE_UPLINK_IP6);
+    assert_eq!(cfg["ipv6_masquerade"], true);
+    let snat = lab.packets("snat-out");
+    let revnat = lab.packets("revnat-in");
+    assert!(ping6(&lab, &a, OUTSIDE_IP6), "a cannot ping the outside");
+    assert!(ping6(&lab, &b, OUTSIDE_IP6), "b cannot ping the outside");
+    assert!(lab.packets("snat-out") - snat >= 4);
+    assert!(lab.packets("revnat-in") - revnat >= 4);
+
+    // 100 MB to a server outside, checksummed.
+    tcp_transfer_checked(&lab, &lab.outside.clone(), &a, OUTSIDE_IP6, 100);
+
+    // UDP from both containers with the same source port: two flows, two
+    // NAT ports, both answered.
+    let echo = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('{OUTSIDE_IP6}', 6000))\n\
+         s.settimeout(10)\nfor _ in range(2):\n    d, p = s.recvfrom(100)\n    s.sendto(d + str(p[0]).encode(), p)\n"
+    );
+    let server = ebridge_tests::procs::Bg::python(&lab.outside, &echo);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ask = |ns: &str, tag: &str| {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('::', 41000))\n\
+             s.settimeout(3)\ns.sendto(b'{tag}:', ('{OUTSIDE_IP6}', 6000))\nprint(s.recv(200).decode())\n"
+        );
+        lab.exec_ok(ns, &[PY, "-c", &script]).trim().to_string()
+    };
+    assert_eq!(ask(&a, "a"), format!("a:{NODE_UPLINK_IP6}"));
+    assert_eq!(ask(&b, "b"), format!("b:{NODE_UPLINK_IP6}"));
+    drop(server);
+    let flows: Vec<Value> = lab
+        .json(&["show", "nat"])
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| f["proto"] == "udp" && f["dport"] == 6000)
+        .cloned()
+        .collect();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert_ne!(flows[0]["nat_sport"], flows[1]["nat_sport"], "{flows:?}");
+
+    let (leaked, ours) = lab.uplink_capture6(SUBNET6);
+    assert_eq!(
+        leaked, 0,
+        "{leaked} IPv6 packets left with a container address"
+    );
+    assert!(
+        ours > 100,
+        "the capture saw only {ours} masqueraded IPv6 packets"
+    );
+}
+
+#[test]
+fn with_ipv6_masquerade_off_containers_are_routed_with_their_own_addresses() {
+    let mut lab = dual(&["--ipv6-masquerade", "off"]).watch_for_leaks();
+    let a = lab.endpoint("a", &[]);
+    // The outside routes the containers' subnet back to the node, as the
+    // network behind a routed-mode Docker host must.
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.outside,
+            "-6",
+            "route",
+            "add",
+            SUBNET6,
+            "via",
+            NODE_UPLINK_IP6,
+        ],
+    );
+    assert!(
+        ping6(&lab, &a, OUTSIDE_IP6),
+        "routed IPv6 does not reach the outside"
+    );
+    let (own, masqueraded) = lab.uplink_capture6(SUBNET6);
+    assert!(
+        own >= 2,
+        "the outside saw {own} packets from the container's address"
+    );
+    assert_eq!(
+        masqueraded, 0,
+        "routed mode masqueraded {masqueraded} packets"
+    );
 }

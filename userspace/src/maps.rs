@@ -10,7 +10,8 @@ use ebridge_common::{
     fdb::{FdbEntry, MacAddr},
     maps::*,
     nat::{
-        FragEntry, FragKey, NatEntry, NatKey, NoPortCount, NoPortKey, PublishKey, PublishTarget,
+        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPortCount, NoPortKey,
+        PublishKey, PublishTarget,
     },
     stats::Counter,
 };
@@ -31,8 +32,10 @@ pub struct DatapathMaps {
     pub node_addrs: HashMap<MapData, [u8; 4], u8>,
     pub nat_no_port: HashMap<MapData, NoPortKey, NoPortCount>,
     pub native_nets: LpmTrie<MapData, [u8; 4], u32>,
-    /// The `nat` map again, for batch reads and deletes (`batch.rs`).
+    /// The `nat` and `nat6` maps again, for batch reads and deletes
+    /// (`batch.rs`).
     nat_raw: MapData,
+    nat6_raw: MapData,
 }
 
 fn open(bridge: &str, name: &str) -> Result<Map> {
@@ -41,6 +44,11 @@ fn open(bridge: &str, name: &str) -> Result<Map> {
         .with_context(|| format!("cannot open pinned map {}", path.display()))?;
     Map::from_map_data(data)
         .with_context(|| format!("map {} has an unexpected type", path.display()))
+}
+
+fn raw(bridge: &str, name: &str) -> Result<MapData> {
+    let path = pins::map_path(bridge, name);
+    MapData::from_pin(&path).with_context(|| format!("cannot open pinned map {}", path.display()))
 }
 
 impl DatapathMaps {
@@ -58,11 +66,8 @@ impl DatapathMaps {
             node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
             nat_no_port: open(bridge, MAP_NAT_NO_PORT)?.try_into()?,
             native_nets: open(bridge, MAP_NATIVE_NETS)?.try_into()?,
-            nat_raw: {
-                let path = pins::map_path(bridge, MAP_NAT);
-                MapData::from_pin(&path)
-                    .with_context(|| format!("cannot open pinned map {}", path.display()))?
-            },
+            nat_raw: raw(bridge, MAP_NAT)?,
+            nat6_raw: raw(bridge, MAP_NAT6)?,
         })
     }
 
@@ -74,6 +79,15 @@ impl DatapathMaps {
     /// Deletes NAT entries in batches; ones already gone are fine.
     pub fn nat_remove_all(&self, keys: &[NatKey]) -> Result<()> {
         crate::batch::delete_all(&self.nat_raw, keys).context("cannot delete from the nat map")
+    }
+
+    /// Every IPv6 NAT table entry, read in batches.
+    pub fn nat6_entries(&self) -> Result<Vec<(Nat6Key, Nat6Entry)>> {
+        crate::batch::lookup_all(&self.nat6_raw).context("cannot read the nat6 map")
+    }
+
+    pub fn nat6_remove_all(&self, keys: &[Nat6Key]) -> Result<()> {
+        crate::batch::delete_all(&self.nat6_raw, keys).context("cannot delete from the nat6 map")
     }
 
     pub fn read_config(&self) -> Result<BridgeConfig> {

@@ -1,13 +1,50 @@
 //! The NAT table seen from userspace: listing flows (`show nat`), expiring
 //! them by protocol state and idle time (the agent), and forgetting the
 //! flows of a removed endpoint.
-use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use anyhow::Result;
 use ebridge_common::nat::*;
 use serde::Serialize;
 
 use crate::maps::DatapathMaps;
+
+/// An address type the NAT tables are keyed by: `[u8; 4]` (`nat`) or
+/// `[u8; 16]` (`nat6`); the same pairing, expiry and views serve both.
+pub trait NatAddr: Copy + Default + Eq + Hash + bytemuck::Pod + std::fmt::Debug {
+    fn ip(self) -> IpAddr;
+    fn entries(maps: &DatapathMaps) -> Result<Vec<(NatKeyOf<Self>, NatEntryOf<Self>)>>;
+    fn remove_all(maps: &DatapathMaps, keys: &[NatKeyOf<Self>]) -> Result<()>;
+}
+
+impl NatAddr for [u8; 4] {
+    fn ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self))
+    }
+    fn entries(maps: &DatapathMaps) -> Result<Vec<(NatKey, NatEntry)>> {
+        maps.nat_entries()
+    }
+    fn remove_all(maps: &DatapathMaps, keys: &[NatKey]) -> Result<()> {
+        maps.nat_remove_all(keys)
+    }
+}
+
+impl NatAddr for [u8; 16] {
+    fn ip(self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(self))
+    }
+    fn entries(maps: &DatapathMaps) -> Result<Vec<(Nat6Key, Nat6Entry)>> {
+        maps.nat6_entries()
+    }
+    fn remove_all(maps: &DatapathMaps, keys: &[Nat6Key]) -> Result<()> {
+        maps.nat6_remove_all(keys)
+    }
+}
 
 /// Idle timeouts, named and defaulted like the kernel's conntrack sysctls
 /// (`nf_conntrack_tcp_timeout_*`, `nf_conntrack_udp_timeout*`, `..._icmp_timeout`).
@@ -63,11 +100,11 @@ pub struct FlowView {
     pub owner: &'static str,
     pub proto: &'static str,
     pub state: &'static str,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub sport: u16,
     pub dport: u16,
-    pub nat_src: Ipv4Addr,
+    pub nat_src: IpAddr,
     pub nat_sport: u16,
     pub age_secs: f64,
     pub idle_secs: f64,
@@ -77,22 +114,22 @@ pub struct FlowView {
     pub reply_bytes: u64,
 }
 
-struct Pair {
-    original: (NatKey, NatEntry),
-    reply: Option<(NatKey, NatEntry)>,
+struct Pair<A> {
+    original: (NatKeyOf<A>, NatEntryOf<A>),
+    reply: Option<(NatKeyOf<A>, NatEntryOf<A>)>,
 }
 
 /// A node's (or another bridge's) flow whose tuple was free: one entry,
 /// keyed by its replies, naming its own port. It is the whole flow.
-fn is_reservation(key: &NatKey, entry: &NatEntry) -> bool {
+fn is_reservation<A>(key: &NatKeyOf<A>, entry: &NatEntryOf<A>) -> bool {
     entry.owner != OWNER_CONTAINER && key.dir == DIR_REPLY && entry.port == key.dport
 }
 
 /// The other entry of a flow. Hairpin flows have two container-side
 /// entries, each naming the other's tuple as its rewrite.
-fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
+fn reply_key_of<A: NatAddr>(key: &NatKeyOf<A>, entry: &NatEntryOf<A>) -> NatKeyOf<A> {
     if entry.flags & NAT_F_HAIRPIN != 0 {
-        return NatKey {
+        return NatKeyOf {
             saddr: entry.daddr,
             daddr: entry.addr,
             sport: entry.dport,
@@ -102,7 +139,7 @@ fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
             _pad: [0; 2],
         };
     }
-    NatKey {
+    NatKeyOf {
         saddr: key.daddr,
         daddr: entry.addr,
         sport: key.dport,
@@ -115,13 +152,13 @@ fn reply_key_of(key: &NatKey, entry: &NatEntry) -> NatKey {
 
 /// Reads the whole table once and pairs original with reply entries.
 /// Both entries of every flow, and entries whose partner is gone.
-type Paired = (Vec<Pair>, Vec<(NatKey, NatEntry)>);
+type Paired<A> = (Vec<Pair<A>>, Vec<(NatKeyOf<A>, NatEntryOf<A>)>);
 
-fn pairs(maps: &DatapathMaps) -> Result<Paired> {
+fn pairs<A: NatAddr>(maps: &DatapathMaps) -> Result<Paired<A>> {
     let mut originals = Vec::new();
     let mut replies = HashMap::new();
     let mut out = Vec::new();
-    for (key, entry) in maps.nat_entries()? {
+    for (key, entry) in A::entries(maps)? {
         // A hairpin flow's back entry (target → gateway) pairs with the
         // client's entry like a reply does.
         let back = entry.flags & NAT_F_BACK != 0;
@@ -150,7 +187,7 @@ fn pairs(maps: &DatapathMaps) -> Result<Paired> {
 /// TCP state of a flow. The datapath keeps it in the original entry; a
 /// hairpin flow's two sides each track what their container sent, so they
 /// are combined here.
-fn flow_state(original: &NatEntry, reply: Option<&NatEntry>) -> (u8, u8) {
+fn flow_state<A>(original: &NatEntryOf<A>, reply: Option<&NatEntryOf<A>>) -> (u8, u8) {
     let Some(back) = reply.filter(|_| original.flags & NAT_F_HAIRPIN != 0) else {
         return (original.state, original.flags);
     };
@@ -180,9 +217,17 @@ fn port(raw: u16) -> u16 {
     u16::from_be(raw)
 }
 
+/// Every flow of both tables, IPv4 first.
 pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
-    let (pairs, _) = pairs(maps)?;
-    let mut flows: Vec<FlowView> = pairs
+    let mut flows = list_of::<[u8; 4]>(maps, now_ns)?;
+    flows.extend(list_of::<[u8; 16]>(maps, now_ns)?);
+    flows.sort_by_key(|f| (f.src, f.sport, f.dst, f.dport));
+    Ok(flows)
+}
+
+fn list_of<A: NatAddr>(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
+    let (pairs, _) = pairs::<A>(maps)?;
+    Ok(pairs
         .into_iter()
         .map(|p| {
             let (k, e) = p.original;
@@ -191,13 +236,16 @@ pub fn list(maps: &DatapathMaps, now_ns: u64) -> Result<Vec<FlowView>> {
             }
             flow_view(&k, &e, p.reply.as_ref().map(|(_, r)| r), now_ns)
         })
-        .collect();
-    flows.sort_by_key(|f| (f.src, f.sport, f.dst, f.dport));
-    Ok(flows)
+        .collect())
 }
 
 /// A flow of two entries as `conntrack -L` shows it.
-fn flow_view(k: &NatKey, e: &NatEntry, reply: Option<&NatEntry>, now_ns: u64) -> FlowView {
+fn flow_view<A: NatAddr>(
+    k: &NatKeyOf<A>,
+    e: &NatEntryOf<A>,
+    reply: Option<&NatEntryOf<A>>,
+    now_ns: u64,
+) -> FlowView {
     let (state, flags) = flow_state(e, reply);
     let (rp, rb, rseen) = reply
         .map(|r| (r.packets, r.bytes, r.last_seen_ns))
@@ -207,11 +255,11 @@ fn flow_view(k: &NatKey, e: &NatEntry, reply: Option<&NatEntry>, now_ns: u64) ->
         owner: owner_label(e.owner),
         proto: proto_label(k.proto),
         state: state_label(k.proto, state, flags),
-        src: Ipv4Addr::from(k.saddr),
-        dst: Ipv4Addr::from(k.daddr),
+        src: k.saddr.ip(),
+        dst: k.daddr.ip(),
         sport: port(k.sport),
         dport: port(k.dport),
-        nat_src: Ipv4Addr::from(e.addr),
+        nat_src: e.addr.ip(),
         nat_sport: port(e.port),
         age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
         idle_secs: now_ns.saturating_sub(last) as f64 / 1e9,
@@ -225,16 +273,16 @@ fn flow_view(k: &NatKey, e: &NatEntry, reply: Option<&NatEntry>, now_ns: u64) ->
 /// A reservation seen from the side that sent it: the node (or the other
 /// bridge) at `daddr:dport` of the key, translated to itself. Its one
 /// entry counts both directions.
-fn reservation_view(k: &NatKey, e: &NatEntry, now_ns: u64) -> FlowView {
+fn reservation_view<A: NatAddr>(k: &NatKeyOf<A>, e: &NatEntryOf<A>, now_ns: u64) -> FlowView {
     FlowView {
         owner: owner_label(e.owner),
         proto: proto_label(k.proto),
         state: state_label(k.proto, e.state, e.flags),
-        src: Ipv4Addr::from(k.daddr),
-        dst: Ipv4Addr::from(k.saddr),
+        src: k.daddr.ip(),
+        dst: k.saddr.ip(),
         sport: port(k.dport),
         dport: port(k.sport),
-        nat_src: Ipv4Addr::from(k.daddr),
+        nat_src: k.daddr.ip(),
         nat_sport: port(k.dport),
         age_secs: now_ns.saturating_sub(e.created_ns) as f64 / 1e9,
         idle_secs: now_ns.saturating_sub(e.last_seen_ns) as f64 / 1e9,
@@ -265,11 +313,11 @@ pub struct ExpiredFlow {
     pub owner: &'static str,
     pub proto: &'static str,
     pub state: &'static str,
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub sport: u16,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dport: u16,
-    pub nat_src: Ipv4Addr,
+    pub nat_src: IpAddr,
     pub nat_sport: u16,
 }
 
@@ -282,15 +330,24 @@ const ORPHAN_GRACE_NS: u64 = 2_000_000_000;
 /// an expiring flow that slips in between finds half a pair: a new
 /// original entry claims a fresh port, as after any expiry.
 pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<GcReport> {
-    let (pairs, orphans) = pairs(maps)?;
-    let mut report = GcReport {
-        entries: pairs
-            .iter()
-            .map(|p| 1 + usize::from(p.reply.is_some()))
-            .sum::<usize>()
-            + orphans.len(),
-        ..GcReport::default()
-    };
+    let mut report = GcReport::default();
+    gc_of::<[u8; 4]>(maps, timeouts, now_ns, &mut report)?;
+    gc_of::<[u8; 16]>(maps, timeouts, now_ns, &mut report)?;
+    Ok(report)
+}
+
+fn gc_of<A: NatAddr>(
+    maps: &mut DatapathMaps,
+    timeouts: &Timeouts,
+    now_ns: u64,
+    report: &mut GcReport,
+) -> Result<()> {
+    let (pairs, orphans) = pairs::<A>(maps)?;
+    report.entries += pairs
+        .iter()
+        .map(|p| 1 + usize::from(p.reply.is_some()))
+        .sum::<usize>()
+        + orphans.len();
     let mut doomed = Vec::new();
     for p in pairs {
         let (key, entry) = p.original;
@@ -337,23 +394,28 @@ pub fn gc(maps: &mut DatapathMaps, timeouts: &Timeouts, now_ns: u64) -> Result<G
             report.orphans += 1;
         }
     }
-    maps.nat_remove_all(&doomed)?;
-    Ok(report)
+    A::remove_all(maps, &doomed)?;
+    Ok(())
 }
 
 /// Removes every entry that names `addr` on either side: a container's
 /// whose endpoint is going (masqueraded, inbound and hairpin flows alike),
 /// or the uplink's old address after it changed (as MASQUERADE flushes its
 /// conntrack entries then).
-pub fn forget_address(maps: &mut DatapathMaps, addr: Ipv4Addr) -> Result<usize> {
-    let addr = addr.octets();
-    let doomed: Vec<NatKey> = maps
-        .nat_entries()?
+pub fn forget_address(maps: &mut DatapathMaps, addr: IpAddr) -> Result<usize> {
+    match addr {
+        IpAddr::V4(a) => forget_in::<[u8; 4]>(maps, a.octets()),
+        IpAddr::V6(a) => forget_in::<[u8; 16]>(maps, a.octets()),
+    }
+}
+
+fn forget_in<A: NatAddr>(maps: &DatapathMaps, addr: A) -> Result<usize> {
+    let doomed: Vec<NatKeyOf<A>> = A::entries(maps)?
         .into_iter()
         .filter(|(key, entry)| [key.saddr, key.daddr, entry.addr, entry.daddr].contains(&addr))
         .map(|(key, _)| key)
         .collect();
-    maps.nat_remove_all(&doomed)?;
+    A::remove_all(maps, &doomed)?;
     Ok(doomed.len())
 }
 

@@ -195,7 +195,7 @@ async fn sync_addresses(maps: &mut DatapathMaps, nl: &Netlink) -> Result<()> {
     let removed = if old.is_unspecified() {
         0
     } else {
-        nat::forget_address(maps, old)?
+        nat::forget_address(maps, old.into())?
     };
     log::info!(
         "uplink address {old} is gone; masquerading behind {new} now, {removed} NAT entries on {old} removed"

@@ -555,7 +555,10 @@ pub async fn remove_endpoint(
             super::publish::uninstall(maps, &spec)?;
         }
         datapath::detach_endpoint(bridge, &record.host_veth)?;
-        crate::nat::forget_address(maps, record.ipv4)?;
+        crate::nat::forget_address(maps, record.ipv4.into())?;
+        if let Some(addr) = record.ipv6 {
+            crate::nat::forget_address(maps, addr.into())?;
+        }
         let mac = ipam::parse_mac(&record.mac).unwrap_or_default();
         // The maps remember the host veth's index after the veth is gone.
         let ifindex = match &veth {
@@ -604,8 +607,11 @@ pub async fn remove_unrecorded(
             crate::maps::removed_or_absent(maps.publish.remove(key))?;
         }
         let ip = Ipv4Addr::from(ep.ipv4);
-        crate::nat::forget_address(maps, ip)?;
+        crate::nat::forget_address(maps, ip.into())?;
         let ip6 = (ep.ipv6 != [0; 16]).then(|| Ipv6Addr::from(ep.ipv6));
+        if let Some(addr) = ip6 {
+            crate::nat::forget_address(maps, addr.into())?;
+        }
         forget(maps, link.index, ip, ip6, ep.mac)?;
     }
     datapath::detach_endpoint(bridge, host_veth)?;

@@ -498,13 +498,16 @@ fn enable_forwarding(bridge: &str) -> Result<()> {
 }
 
 /// IPv6 on the bridge, which holds the gateway address: on (a node may
-/// have it off by default), no DAD for the address ebridge assigns, and
-/// no router advertisements taken from containers.
+/// have it off by default), no DAD for the address ebridge assigns, no
+/// router advertisements taken from containers, and forwarding on this
+/// interface only (the fast path's FIB lookups need it on the interface
+/// they look up from, as `enable_forwarding` does for IPv4).
 fn enable_ipv6(bridge: &str) -> Result<()> {
     for (key, value) in [
         ("disable_ipv6", "0"),
         ("accept_dad", "0"),
         ("accept_ra", "0"),
+        ("forwarding", "1"),
     ] {
         let path = format!("/proc/sys/net/ipv6/conf/{bridge}/{key}");
         std::fs::write(&path, value).with_context(|| format!("cannot write {path}"))?;

@@ -12,6 +12,7 @@ mod family;
 mod fdb;
 mod fib;
 mod host_access;
+mod icmp6_error;
 mod icmp_error;
 mod icmp_reply;
 mod ipv4;

@@ -1,21 +1,27 @@
 //! IPv6 a container sends to the gateway's MAC: to the node itself, or out
 //! of the uplink masqueraded behind its global address (Docker 27's
-//! ip6tables MASQUERADE), or — with `--ipv6-masquerade off` — routed by
-//! the kernel with the container's own address (Docker's routed mode).
+//! ip6tables MASQUERADE), or — with `--ipv6-masquerade off` — routed with
+//! the container's own address (Docker's routed mode).
+//!
+//! eBPF gives a whole call chain 512 bytes of stack, and IPv6's addresses
+//! are four times IPv4's: the parsed header, the transport ports and the
+//! route lookup's parameters live in a per-CPU work area, and each stage
+//! (known flow, new flow, ICMPv6 error) is a function of its own, called
+//! from a small dispatcher, so no two big frames are ever on one chain.
 use aya_ebpf::{
     bindings::bpf_fib_lookup, btf_maps::PerCpuArray, helpers::generated::bpf_ktime_get_ns,
     macros::btf_map, programs::TcContext,
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_IPV6_MASQUERADE},
-    endpoint::Endpoint,
-    nat::{bridge_mark, Nat6Entry},
+    nat::bridge_mark,
     stats::*,
 };
 
 use crate::{
     conntrack::{self, FlowOf},
     fib::{self, Route},
+    icmp6_error,
     ipv4::Frag,
     ipv6::{self, Ipv6, IP6_SADDR_OFF, IPPROTO_ICMPV6},
     l4::{self, ICMPV6_INFO_MIN, L4},
@@ -26,16 +32,18 @@ use crate::{
 
 pub type Flow6 = FlowOf<[u8; 16]>;
 
-/// Per-CPU room for what the IPv6 paths keep while they work: the parsed
-/// header and the route lookup's parameters (the endpoint program's stack
-/// holds the IPv4 NAT path's frame already).
+/// Per-CPU room for what the IPv6 egress path keeps while it works.
 pub struct Work6 {
     pub ip: Ipv6,
+    pub ports: L4,
     pub fib: bpf_fib_lookup,
 }
 
 #[btf_map(name = "work6")]
 pub static WORK6: PerCpuArray<Work6, 1> = PerCpuArray::new();
+
+/// A stage's answer that is no verdict yet: go on to the next stage.
+const GO_ON: i32 = i32::MIN;
 
 #[inline(always)]
 pub fn flow_of(ip: &Ipv6, ports: &L4) -> Flow6 {
@@ -55,27 +63,20 @@ pub fn is_icmp6_error(ctx: &TcContext, ip: &Ipv6) -> bool {
         && header_at::<[u8; 2]>(ctx, ip.l4_off).is_ok_and(|h| unsafe { (*h)[0] } < ICMPV6_INFO_MIN)
 }
 
+#[inline(always)]
+fn work() -> Option<&'static mut Work6> {
+    WORK6.get_ptr_mut(0).map(|w| unsafe { &mut *w })
+}
+
 /// An IPv6 packet the endpoint program let through to the gateway's MAC
-/// (source checked, FDB learned). Out of line, called by the entry
-/// program after the checks returned: eBPF's 512 bytes of stack hold one
-/// call chain, and this one is long.
+/// (source checked, FDB learned), called by the entry program after those
+/// checks returned, so their frame is off this chain.
 #[inline(never)]
 pub fn from_container(ctx: TcContext) -> i32 {
     let ctx = &ctx;
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (Some(cfg), Some(ep)) = (CONFIG.get(0), unsafe { ENDPOINTS.get(ifindex) }) else {
+    let (Some(cfg), Some(work)) = (CONFIG.get(0), work()) else {
         return drop(ctx, DROP_NO_CONFIG);
     };
-    let now = unsafe { bpf_ktime_get_ns() };
-    route_from_container(ctx, cfg, ep, now)
-}
-
-#[inline(always)]
-fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, now: u64) -> i32 {
-    let Some(work) = WORK6.get_ptr_mut(0) else {
-        return drop(ctx, DROP_NO_CONFIG);
-    };
-    let work = unsafe { &mut *work };
     if let Err(reason) = ipv6::parse_into(ctx, &mut work.ip) {
         return drop(ctx, reason);
     }
@@ -91,23 +92,31 @@ fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, now:
     if ip.hop_limit <= 1 {
         return pass(ctx, PASS_TTL_EXPIRING);
     }
-    let ports = if ip.frag == Frag::Later || is_icmp6_error(ctx, ip) {
-        Err(DROP_NAT_UNSUPPORTED)
-    } else {
+    let icmp_error = is_icmp6_error(ctx, ip);
+    let has_ports = ip.frag != Frag::Later && !icmp_error;
+    let ports = if has_ports {
         l4::parse_at(ctx, ip.proto, ip.l4_off, ip.end)
+    } else {
+        Err(DROP_NAT_UNSUPPORTED)
     };
-    if let Ok(ports) = &ports {
-        let flow = flow_of(ip, ports);
-        if let Some(entry) = conntrack::from_container(&flow, now, ports.tcp_flags, ctx.len()) {
-            let translated = rewrite_source(ctx, ip, ports, unsafe { &*entry });
-            return send_out(ctx, cfg, work, None, translated);
+    let ports_ok = match ports {
+        Ok(p) => {
+            work.ports = p;
+            true
+        }
+        Err(_) => false,
+    };
+    if ports_ok {
+        let verdict = known_flow(ctx);
+        if verdict != GO_ON {
+            return verdict;
         }
     }
-    let route = fib::lookup6(ctx, ip, cfg.bridge_ifindex, &mut work.fib);
+    let route = fib::lookup6(ctx, &work.ip, cfg.bridge_ifindex, &mut work.fib);
     match route {
         Route::Local => return pass(ctx, PASS_TO_HOST),
         Route::Slow => return pass(ctx, PASS_FIB_SLOW_PATH),
-        _ if cfg.flags & CONFIG_F_IPV6_MASQUERADE == 0 => return routed_out(ctx, ip, &route),
+        _ if cfg.flags & CONFIG_F_IPV6_MASQUERADE == 0 => return routed_out(ctx, &work.ip, &route),
         Route::Out { ifindex, .. } | Route::OutNoNeigh6 { ifindex, .. }
             if ifindex != cfg.uplink_ifindex =>
         {
@@ -118,32 +127,76 @@ fn route_from_container(ctx: &TcContext, cfg: &BridgeConfig, ep: &Endpoint, now:
     if ipv6::is_unspecified(&cfg.uplink_ipv6) {
         return drop(ctx, DROP_NO_UPLINK_IPV6);
     }
-    let translated = match ports {
+    let reason = if icmp_error {
+        icmp_error_out(ctx)
+    } else if !ports_ok {
+        ports.err().unwrap_or(DROP_NAT_UNSUPPORTED)
+    } else if work.ports.echo_reply {
         // A container answering a ping from outside has no flow to be
         // translated by: nothing outside could have reached it.
-        Ok(ports) if ports.echo_reply => Err(DROP_NAT_UNSUPPORTED),
-        Ok(ports) => match new_flow(ctx, &work.ip, &ports, ep, now) {
-            0 => Ok(FWD_SNAT),
-            reason => Err(reason),
-        },
-        Err(reason) => Err(reason),
+        DROP_NAT_UNSUPPORTED
+    } else {
+        new_flow(ctx)
     };
-    send_out(ctx, cfg, work, Some(route), translated)
+    if reason != FWD_SNAT && reason != FWD_SNAT_ICMP_ERROR {
+        return drop(ctx, reason);
+    }
+    send_out(ctx, cfg, &work.ip, &route, reason)
 }
 
-/// A new masqueraded flow: claims a port, then rewrites the source. 0 or
-/// the drop reason. Out of line: a new flow's keys and entries get a frame
-/// of their own rather than adding to the caller's.
+/// A packet of a flow already masqueraded: translated and sent, or `GO_ON`
+/// when the flow is unknown.
 #[inline(never)]
-fn new_flow(ctx: &TcContext, ip: &Ipv6, ports: &L4, ep: &Endpoint, now: u64) -> u32 {
-    let Some(cfg) = CONFIG.get(0) else {
+fn known_flow(ctx: &TcContext) -> i32 {
+    let (Some(cfg), Some(work)) = (CONFIG.get(0), work()) else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let flow = flow_of(&work.ip, &work.ports);
+    let Some(entry) = conntrack::from_container(&flow, now, work.ports.tcp_flags, ctx.len()) else {
+        return GO_ON;
+    };
+    let (addr, port) = unsafe { ((*entry).addr, (*entry).port) };
+    if let Err(reason) = rewrite_source(ctx, &work.ip, &work.ports, &addr, port) {
+        return drop(ctx, reason);
+    }
+    // The route is looked up again for every packet (neighbours change).
+    let route = fib::lookup6(ctx, &work.ip, cfg.bridge_ifindex, &mut work.fib);
+    send_out(ctx, cfg, &work.ip, &route, FWD_SNAT)
+}
+
+/// A new masqueraded flow: claims a port, then rewrites the source.
+/// `FWD_SNAT` or the drop reason.
+#[inline(never)]
+fn new_flow(ctx: &TcContext) -> u32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let (Some(cfg), Some(ep), Some(work)) =
+        (CONFIG.get(0), unsafe { ENDPOINTS.get(ifindex) }, work())
+    else {
         return DROP_NO_CONFIG;
     };
-    let flow = flow_of(ip, ports);
-    let made = conntrack::masquerade(&flow, ep, cfg, now, ports.tcp_flags, ctx.len())
-        .and_then(|entry| rewrite_source(ctx, ip, ports, unsafe { &*entry }));
+    let now = unsafe { bpf_ktime_get_ns() };
+    let flow = flow_of(&work.ip, &work.ports);
+    let made = conntrack::masquerade(&flow, ep, cfg, now, work.ports.tcp_flags, ctx.len())
+        .and_then(|entry| {
+            let (addr, port) = unsafe { ((*entry).addr, (*entry).port) };
+            rewrite_source(ctx, &work.ip, &work.ports, &addr, port)
+        });
     match made {
-        Ok(_) => 0,
+        Ok(()) => FWD_SNAT,
+        Err(reason) => reason,
+    }
+}
+
+/// A container's ICMPv6 error about a masqueraded flow, translated:
+/// `FWD_SNAT_ICMP_ERROR` or the drop reason.
+#[inline(never)]
+fn icmp_error_out(ctx: &TcContext) -> u32 {
+    let Some(work) = work() else {
+        return DROP_NO_CONFIG;
+    };
+    match icmp6_error::from_container(ctx, &work.ip) {
+        Ok(()) => FWD_SNAT_ICMP_ERROR,
         Err(reason) => reason,
     }
 }
@@ -164,35 +217,25 @@ fn routed_out(ctx: &TcContext, ip: &Ipv6, route: &Route) -> i32 {
     }
 }
 
-/// Rewrites the source to the entry's address and port.
+/// Rewrites the source to the NAT address and port.
 #[inline(always)]
-fn rewrite_source(ctx: &TcContext, ip: &Ipv6, ports: &L4, entry: &Nat6Entry) -> Result<u32, u32> {
+fn rewrite_source(
+    ctx: &TcContext,
+    ip: &Ipv6,
+    ports: &L4,
+    addr: &[u8; 16],
+    port: u16,
+) -> Result<(), u32> {
     let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
-    crate::ipv4::set_port(ctx, ports.sport_off, ports.sport, entry.port, csum)?;
-    ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, &entry.addr, csum)?;
-    Ok(FWD_SNAT)
+    crate::ipv4::set_port(ctx, ports.sport_off, ports.sport, port, csum)?;
+    ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, addr, csum)
 }
 
-/// Out of the uplink after translation, the route looked up again for a
-/// known flow (neighbours change), the hop limit decremented.
+/// Out of the uplink after translation, the hop limit decremented; a
+/// route that does not leave by the uplink has nowhere right to go.
 #[inline(always)]
-fn send_out(
-    ctx: &TcContext,
-    cfg: &BridgeConfig,
-    work: &mut Work6,
-    route: Option<Route>,
-    translated: Result<u32, u32>,
-) -> i32 {
-    let reason = match translated {
-        Ok(reason) => reason,
-        Err(reason) => return drop(ctx, reason),
-    };
-    let route = match route {
-        Some(route) => route,
-        None => fib::lookup6(ctx, &work.ip, cfg.bridge_ifindex, &mut work.fib),
-    };
-    let ip = &work.ip;
-    match route {
+fn send_out(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv6, route: &Route, reason: u32) -> i32 {
+    match *route {
         Route::Out { ifindex, .. } | Route::OutNoNeigh6 { ifindex, .. }
             if ifindex == cfg.uplink_ifindex => {}
         _ => return drop(ctx, DROP_REDIRECT_FAILED),
@@ -201,7 +244,7 @@ fn send_out(
         return drop(ctx, reason);
     }
     ctx.set_mark(bridge_mark(cfg.bridge_ifindex));
-    match fib::send(ctx, &route) {
+    match fib::send(ctx, route) {
         Ok(verdict) => {
             count(ctx, reason);
             verdict

@@ -10,7 +10,7 @@ use ebridge_common::{
 };
 
 use crate::{
-    conntrack,
+    conntrack, icmp6_error,
     ipv4::Frag,
     ipv6::{self, Ipv6, IP6_DADDR_OFF},
     l4,
@@ -42,7 +42,11 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
         return pass(ctx, PASS_UPLINK_HOST);
     }
     if is_icmp6_error(ctx, &ip) {
-        return pass(ctx, PASS_UPLINK_HOST);
+        return match icmp6_error::to_container(ctx, cfg, &ip) {
+            Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT_ICMP_ERROR),
+            Ok(None) => pass(ctx, PASS_UPLINK_HOST),
+            Err(reason) => drop(ctx, reason),
+        };
     }
     match reply(ctx, &ip, now) {
         Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT),

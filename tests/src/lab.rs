@@ -72,6 +72,8 @@ pub const OUTSIDE_IP: &str = "198.51.100.2";
 /// The uplink's and the outside host's IPv6 addresses (`Lab::new_dual`).
 pub const NODE_UPLINK_IP6: &str = "2001:db8:51::1";
 pub const OUTSIDE_IP6: &str = "2001:db8:51::2";
+/// The server behind the outside router (`with_server`), over IPv6.
+pub const SERVER_IP6: &str = "2001:db8:52::2";
 pub const SERVER_IP: &str = "203.0.113.2";
 
 impl Lab {
@@ -250,6 +252,33 @@ impl Lab {
             &["-n", &srv, "route", "add", "default", "via", "203.0.113.1"],
         );
         self.exec_ok(&self.outside, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // IPv6 on the same path (a link under 1280 bytes carries none):
+        // the server at SERVER_IP6 behind the outside router.
+        if mtu >= 1280 {
+            for (ns, dev, addr) in [
+                (self.outside.as_str(), "eth1", "2001:db8:52::1/64"),
+                (srv.as_str(), "eth0", "2001:db8:52::2/64"),
+            ] {
+                run_ok("ip", &["-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
+            }
+            run_ok(
+                "ip",
+                &[
+                    "-n",
+                    &srv,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "2001:db8:52::1",
+                ],
+            );
+            self.exec_ok(
+                &self.outside,
+                &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+            );
+        }
         self
     }
 

@@ -5,7 +5,7 @@
 //! or a router advertisement is stopped before anyone sees it; ICC off
 //! holds for IPv6 too.
 use ebridge_tests::{
-    lab::{run_ok, Lab, NODE_UPLINK_IP6, OUTSIDE_IP6},
+    lab::{run_ok, Lab, NODE_UPLINK_IP6, OUTSIDE_IP6, SERVER_IP6},
     procs::{tcp_transfer_checked, PY},
 };
 use serde_json::Value;
@@ -344,5 +344,59 @@ fn with_ipv6_masquerade_off_containers_are_routed_with_their_own_addresses() {
     assert_eq!(
         masqueraded, 0,
         "routed mode masqueraded {masqueraded} packets"
+    );
+}
+
+#[test]
+fn an_upload_across_a_1280_byte_link_learns_its_path_mtu_through_the_nat() {
+    // The outside router's link to the server carries 1280 bytes; the
+    // container sends 1500. Only a translated Packet Too Big tells it.
+    let lab = dual(&[]).with_server(1280);
+    let a = lab.endpoint("a", &[]);
+    let before = lab.packets("revnat-icmp-error");
+    tcp_transfer_checked(&lab, &lab.server(), &a, SERVER_IP6, 20);
+    assert!(
+        lab.packets("revnat-icmp-error") > before,
+        "no Packet Too Big was translated: the transfer cannot have needed one"
+    );
+    let pmtu = lab.exec_ok(&a, &["ip", "-6", "route", "get", SERVER_IP6]);
+    assert!(
+        pmtu.contains("mtu 1280"),
+        "the container never learnt the path MTU: {pmtu}"
+    );
+}
+
+#[test]
+fn traceroute_over_ipv6_through_the_nat_shows_every_hop() {
+    let lab = dual(&[]).with_server(1500);
+    let a = lab.endpoint("a", &[]);
+    // Neighbours resolved along the path first: a probe that waits for
+    // neighbor discovery at the router can miss traceroute's timeout.
+    assert!(ping6(&lab, &a, SERVER_IP6), "the server is unreachable");
+    // UDP probes (traceroute's default), numeric, one per hop.
+    let out = lab.exec_ok(
+        &a,
+        &[
+            "traceroute",
+            "-6",
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "5",
+            SERVER_IP6,
+        ],
+    );
+    let hops: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![GW6, OUTSIDE_IP6, SERVER_IP6],
+        "traceroute over IPv6:\n{out}"
     );
 }

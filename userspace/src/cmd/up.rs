@@ -512,6 +512,15 @@ fn enable_ipv6(bridge: &str) -> Result<()> {
         let path = format!("/proc/sys/net/ipv6/conf/{bridge}/{key}");
         std::fs::write(&path, value).with_context(|| format!("cannot write {path}"))?;
     }
+    // IPv6 forwarding is namespace-wide but for this per-interface switch
+    // (Linux 6.17+): with it the kernel forwards what the fast path hands
+    // it from the bridge (hop limit expiring: time exceeded from the
+    // gateway; an unroutable destination: unreachable) without turning
+    // the whole node into a router. Older kernels have no such switch.
+    let force = format!("/proc/sys/net/ipv6/conf/{bridge}/force_forwarding");
+    if std::path::Path::new(&force).exists() {
+        std::fs::write(&force, "1").with_context(|| format!("cannot write {force}"))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,203 @@
+//! RFC 5508 for IPv6: an ICMPv6 error (packet too big, time exceeded,
+//! destination unreachable, parameter problem) quotes the packet that
+//! caused it, so NAT translates the quote as well as the outer header —
+//! otherwise path MTU discovery (packet too big is IPv6's only way to
+//! learn it) and traceroute break behind the NAT. The ICMPv6 checksum
+//! (which covers the pseudo-header) follows every change; the quote's own
+//! transport checksum is left as is, as for IPv4.
+use aya_ebpf::programs::TcContext;
+use ebridge_common::{
+    config::BridgeConfig,
+    nat::{NatKeyOf, DIR_ORIGINAL, DIR_REPLY, IPPROTO_TCP, IPPROTO_UDP, OWNER_CONTAINER},
+    stats::*,
+};
+use network_types::ip::Ipv6Hdr;
+
+use crate::{
+    ipv4::L4Csum,
+    ipv6::{self, Ipv6, IP6_DADDR_OFF, IP6_SADDR_OFF, IPPROTO_ICMPV6, IPV6_HDR_LEN},
+    l4::{IcmpHead, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST},
+    maps::NAT6,
+    packet::header_at,
+    revnat::Delivery,
+};
+
+/// The packet an ICMPv6 error quotes (its fixed header; a quote with
+/// extension headers is not translated).
+struct Quote {
+    ip_off: usize,
+    proto: u8,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    sport: u16,
+    dport: u16,
+    sport_off: usize,
+    dport_off: usize,
+}
+
+#[repr(C)]
+struct Ports {
+    src: u16,
+    dst: u16,
+}
+
+#[inline(always)]
+fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
+    let ip_off = ip.l4_off + 8;
+    let inner = header_at::<Ipv6Hdr>(ctx, ip_off).map_err(|_| DROP_TRUNCATED)?;
+    let inner = unsafe { &*inner };
+    let l4_off = ip_off + IPV6_HDR_LEN;
+    let (sport, dport, sport_off, dport_off) = match inner.next_hdr {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let p = header_at::<Ports>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
+            let p = unsafe { &*p };
+            (p.src, p.dst, l4_off, l4_off + 2)
+        }
+        IPPROTO_ICMPV6 => {
+            let icmp = header_at::<IcmpHead>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
+            let icmp = unsafe { &*icmp };
+            match icmp.ty {
+                ICMPV6_ECHO_REQUEST => (icmp.id, 0, l4_off + 4, l4_off + 4),
+                ICMPV6_ECHO_REPLY => (0, icmp.id, l4_off + 4, l4_off + 4),
+                _ => return Err(DROP_NAT_UNSUPPORTED),
+            }
+        }
+        _ => return Err(DROP_NAT_UNSUPPORTED),
+    };
+    Ok(Quote {
+        ip_off,
+        proto: inner.next_hdr,
+        saddr: inner.src_addr,
+        daddr: inner.dst_addr,
+        sport,
+        dport,
+        sport_off,
+        dport_off,
+    })
+}
+
+/// An error from outside about a masqueraded packet: the quote names the
+/// uplink address and NAT port; both, and the outer destination, become
+/// the container's again. `None`: not about a container's flow (the
+/// node's own business).
+#[inline(always)]
+pub fn to_container(
+    ctx: &TcContext,
+    cfg: &BridgeConfig,
+    ip: &Ipv6,
+) -> Result<Option<Delivery>, u32> {
+    let Ok(q) = parse_quote(ctx, ip) else {
+        return Ok(None);
+    };
+    if !ipv6::ipv6_eq(&q.saddr, &cfg.uplink_ipv6) {
+        return Ok(None);
+    }
+    let key = NatKeyOf {
+        saddr: q.daddr,
+        daddr: q.saddr,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        dir: DIR_REPLY,
+        _pad: [0; 2],
+    };
+    let Some(entry) = NAT6.get_ptr(key) else {
+        return Ok(None);
+    };
+    let entry = unsafe { &*entry };
+    if entry.owner != OWNER_CONTAINER {
+        return Ok(None);
+    }
+    let icmp_csum = ip.l4_off + 2;
+    ipv6::set_addr(
+        ctx,
+        IP6_DADDR_OFF,
+        &ip.daddr,
+        &entry.addr,
+        L4Csum::Pseudo {
+            off: icmp_csum,
+            udp: false,
+        },
+    )?;
+    rewrite_quote(ctx, icmp_csum, q.ip_off + 8, &q.saddr, &entry.addr)?;
+    rewrite_port(ctx, icmp_csum, q.sport_off, q.sport, entry.port)?;
+    Ok(Some(Delivery {
+        ifindex: entry.ifindex,
+        mac: entry.mac,
+    }))
+}
+
+/// An error a container sends about a packet of a masqueraded flow (port
+/// unreachable for a late reply, say): the quote names the container;
+/// both it and the outer source become the uplink address and NAT port.
+#[inline(always)]
+pub fn from_container(ctx: &TcContext, ip: &Ipv6) -> Result<(), u32> {
+    let q = parse_quote(ctx, ip).map_err(|_| DROP_ICMP_ERROR_UNTRACKED)?;
+    if !ipv6::ipv6_eq(&q.daddr, &ip.saddr) {
+        return Err(DROP_ICMP_ERROR_UNTRACKED);
+    }
+    let key = NatKeyOf {
+        saddr: q.daddr,
+        daddr: q.saddr,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        dir: DIR_ORIGINAL,
+        _pad: [0; 2],
+    };
+    let Some(entry) = NAT6.get_ptr(key) else {
+        return Err(DROP_ICMP_ERROR_UNTRACKED);
+    };
+    let entry = unsafe { &*entry };
+    let icmp_csum = ip.l4_off + 2;
+    ipv6::set_addr(
+        ctx,
+        IP6_SADDR_OFF,
+        &ip.saddr,
+        &entry.addr,
+        L4Csum::Pseudo {
+            off: icmp_csum,
+            udp: false,
+        },
+    )?;
+    rewrite_quote(ctx, icmp_csum, q.ip_off + 24, &q.daddr, &entry.addr)?;
+    rewrite_port(ctx, icmp_csum, q.dport_off, q.dport, entry.port)
+}
+
+/// One address of the quote: bytes inside the ICMPv6 message, so each
+/// changed word is mirrored in its checksum (no pseudo-header part).
+#[inline(always)]
+fn rewrite_quote(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    addr_off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+) -> Result<(), u32> {
+    for i in 0..4 {
+        let at = i * 4;
+        let from = u32::from_ne_bytes([old[at], old[at + 1], old[at + 2], old[at + 3]]);
+        let to = u32::from_ne_bytes([new[at], new[at + 1], new[at + 2], new[at + 3]]);
+        if from != to {
+            ctx.l4_csum_replace(icmp_csum, u64::from(from), u64::from(to), 4)
+                .map_err(|_| DROP_REWRITE_FAILED)?;
+        }
+    }
+    ctx.store(addr_off, new, 0).map_err(|_| DROP_REWRITE_FAILED)
+}
+
+#[inline(always)]
+fn rewrite_port(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    off: usize,
+    old: u16,
+    new: u16,
+) -> Result<(), u32> {
+    if old == new {
+        return Ok(());
+    }
+    ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 2)
+        .map_err(|_| DROP_REWRITE_FAILED)?;
+    ctx.store(off, &new, 0).map_err(|_| DROP_REWRITE_FAILED)
+}

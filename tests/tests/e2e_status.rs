@@ -95,7 +95,9 @@ fn healthy_after_up_with_the_kernels_ids() {
     assert_eq!(report["nat"]["entries"], 0);
     // The gateway's and the endpoint's MACs.
     assert_eq!(report["fdb"]["entries"], 2, "{report:#}");
-    assert!(report["fdb"]["capacity"].as_u64().is_some_and(|c| c >= 1024));
+    assert!(report["fdb"]["capacity"]
+        .as_u64()
+        .is_some_and(|c| c >= 1024));
     // The text form says the same.
     let text = lab.ebridge_ok(&["status"]);
     assert!(text.trim_end().ends_with("healthy"), "{text}");

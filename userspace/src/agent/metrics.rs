@@ -213,11 +213,41 @@ impl Collector for Source {
     }
 }
 
-/// The endpoint's socket.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for metrics"))
+/// Binds the endpoint and serves it from a thread of its own, with its own
+/// runtime: the agent's loop runs GC passes that block for a second with a
+/// million NAT entries, and a scrape must not wait for one. Binding happens
+/// here, so a taken port is the operator's to hear about at start.
+pub fn start(addr: SocketAddr, source: Source) -> Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the metrics socket non-blocking")?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    log::warn!("metrics endpoint not started: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let served = match TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, source).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = served {
+                    log::warn!("metrics endpoint stopped: {e:#}");
+                }
+            });
+        })
+        .context("cannot start the metrics thread")?;
+    Ok(())
 }
 
 /// Serves `/metrics` until the agent exits.

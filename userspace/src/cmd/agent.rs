@@ -102,13 +102,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             bridge: bridge.clone(),
             report: report.clone(),
         };
-        // Bind now: a taken port is the operator's to hear about at start.
-        let listener = metrics::bind(addr).await?;
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(listener, source).await {
-                log::warn!("metrics endpoint stopped: {e:#}");
-            }
-        });
+        metrics::start(addr, source)?;
         log::info!("metrics on http://{addr}/metrics");
     }
     let mut changes = events::subscribe()?;

@@ -11,6 +11,7 @@ pub const MAP_NAT: &str = "nat";
 pub const MAP_NAT6: &str = "nat6";
 pub const MAP_NAT_NO_PORT6: &str = "nat_no_port6";
 pub const MAP_FRAGS: &str = "frags";
+pub const MAP_FRAGS6: &str = "frags6";
 pub const MAP_PUBLISH: &str = "publish";
 pub const MAP_NODE_ADDRS: &str = "node_addrs";
 pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
@@ -21,7 +22,7 @@ pub const MAP_MONITOR: &str = "monitor";
 pub const MAP_MONITOR_BUDGET: &str = "monitor_budget";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 19] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -31,6 +32,7 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_NAT,
     MAP_NAT6,
     MAP_FRAGS,
+    MAP_FRAGS6,
     MAP_PUBLISH,
     MAP_NODE_ADDRS,
     MAP_SOCK_REWRITES,

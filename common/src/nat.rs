@@ -199,6 +199,30 @@ pub struct FragEntry {
     pub _pad: [u8; 2],
 }
 
+/// `FragKey` for IPv6: the fragment header's 32-bit identification.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frag6Key {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// As it is in the fragment header (network order).
+    pub id: u32,
+    pub proto: u8,
+    pub dir: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Frag6Entry {
+    /// Address to rewrite to (source on the way out, destination back in).
+    pub addr: [u8; 16],
+    /// Ingress: host veth to redirect to.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
 pub fn state_label(proto: u8, state: u8, flags: u8) -> &'static str {
     match proto {
         IPPROTO_TCP => match state {

@@ -5,8 +5,8 @@ use crate::{
     fdb::{FdbEntry, MacAddr},
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
-        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key, NoPortCount,
-        NoPortKey, PublishKey, PublishTarget, SockRewrite,
+        Frag6Entry, Frag6Key, FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key,
+        NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
     },
     stats::Counter,
 };
@@ -34,6 +34,8 @@ pod!(
     NoPort6Key,
     FragKey,
     FragEntry,
+    Frag6Key,
+    Frag6Entry,
     PublishKey,
     PublishTarget,
     SockRewrite,
@@ -54,6 +56,8 @@ const _: () = assert!(core::mem::size_of::<PublishTarget>() == 20);
 const _: () = assert!(core::mem::size_of::<SockRewrite>() == 12);
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
+const _: () = assert!(core::mem::size_of::<Frag6Key>() == 40);
+const _: () = assert!(core::mem::size_of::<Frag6Entry>() == 28);
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 52);
 const _: () = assert!(core::mem::size_of::<FdbEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<MacAddr>() == 6);

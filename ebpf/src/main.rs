@@ -11,6 +11,7 @@ mod endpoint;
 mod family;
 mod fdb;
 mod fib;
+mod frag6;
 mod host_access;
 mod icmp6_error;
 mod icmp_error;

@@ -12,8 +12,8 @@ use ebridge_common::{
     },
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
-        FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NatScratch, NoPort6Key,
-        NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
+        Frag6Entry, Frag6Key, FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NatScratch,
+        NoPort6Key, NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
     },
     stats::{Counter, MAX_REASONS},
 };
@@ -53,6 +53,10 @@ pub static NAT6: HashMap<Nat6Key, Nat6Entry, DEFAULT_NAT_ENTRIES> = HashMap::new
 /// Fragments in flight; LRU because a lost fragment must not pin an entry.
 #[btf_map(name = "frags")]
 pub static FRAGS: LruHashMap<FragKey, FragEntry, MAX_FRAG_ENTRIES> = LruHashMap::new();
+
+/// The same for IPv6 fragments (16 entries on bridges without IPv6).
+#[btf_map(name = "frags6")]
+pub static FRAGS6: LruHashMap<Frag6Key, Frag6Entry, MAX_FRAG_ENTRIES> = LruHashMap::new();
 
 /// Published ports: (node address or 0.0.0.0, port, proto) → endpoint.
 #[btf_map(name = "publish")]

@@ -14,19 +14,20 @@ use aya_ebpf::{
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_IPV6_MASQUERADE},
-    nat::bridge_mark,
+    nat::{bridge_mark, DIR_ORIGINAL},
     stats::*,
 };
 
 use crate::{
     conntrack::{self, FlowOf},
     fib::{self, Route},
-    icmp6_error,
-    ipv4::Frag,
+    frag6, icmp6_error,
+    ipv4::{Frag, L4Csum},
     ipv6::{self, Ipv6, IP6_SADDR_OFF, IPPROTO_ICMPV6},
     l4::{self, ICMPV6_INFO_MIN, L4},
     maps::{CONFIG, ENDPOINTS},
     packet::header_at,
+    revnat::Delivery,
     stats::{count, drop, pass},
 };
 
@@ -92,7 +93,8 @@ pub fn from_container(ctx: TcContext) -> i32 {
     if ip.hop_limit <= 1 {
         return pass(ctx, PASS_TTL_EXPIRING);
     }
-    let icmp_error = is_icmp6_error(ctx, ip);
+    // A later fragment's data starts where a header would: no type to read.
+    let icmp_error = ip.frag != Frag::Later && is_icmp6_error(ctx, ip);
     let has_ports = ip.frag != Frag::Later && !icmp_error;
     let ports = if has_ports {
         l4::parse_at(ctx, ip.proto, ip.l4_off, ip.end)
@@ -129,6 +131,8 @@ pub fn from_container(ctx: TcContext) -> i32 {
     }
     let reason = if icmp_error {
         icmp_error_out(ctx)
+    } else if work.ip.frag == Frag::Later {
+        later_fragment_out(ctx)
     } else if !ports_ok {
         ports.err().unwrap_or(DROP_NAT_UNSUPPORTED)
     } else if work.ports.echo_reply {
@@ -201,6 +205,26 @@ fn icmp_error_out(ctx: &TcContext) -> u32 {
     }
 }
 
+/// A fragment without the transport header, translated as its first
+/// fragment was (`FWD_SNAT`), or dropped when that was never seen: it must
+/// not leave with the container's address.
+#[inline(never)]
+fn later_fragment_out(ctx: &TcContext) -> u32 {
+    let Some(work) = work() else {
+        return DROP_NO_CONFIG;
+    };
+    let ip = &work.ip;
+    let Some(entry) = frag6::find(ip, DIR_ORIGINAL) else {
+        return DROP_FRAG_NO_FIRST;
+    };
+    // No transport header here, so no checksum to follow the address.
+    let addr = unsafe { &(*entry).addr };
+    match ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, addr, L4Csum::None) {
+        Ok(()) => FWD_SNAT,
+        Err(reason) => reason,
+    }
+}
+
 /// `--ipv6-masquerade off` (Docker's routed mode): out as it is, routed
 /// by the fast path along the kernel's routes, the hop limit decremented.
 #[inline(always)]
@@ -228,7 +252,15 @@ fn rewrite_source(
 ) -> Result<(), u32> {
     let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
     crate::ipv4::set_port(ctx, ports.sport_off, ports.sport, port, csum)?;
-    ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, addr, csum)
+    ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, addr, csum)?;
+    if ip.frag == Frag::First {
+        let nowhere = Delivery {
+            ifindex: 0,
+            mac: [0; 6],
+        };
+        frag6::remember(ip, DIR_ORIGINAL, addr, &nowhere);
+    }
+    Ok(())
 }
 
 /// Out of the uplink after translation, the hop limit decremented; a

@@ -10,8 +10,8 @@ use ebridge_common::{
 };
 
 use crate::{
-    conntrack, icmp6_error,
-    ipv4::Frag,
+    conntrack, frag6, icmp6_error,
+    ipv4::{Frag, L4Csum},
     ipv6::{self, Ipv6, IP6_DADDR_OFF},
     l4,
     maps::{ENDPOINTS, ENDPOINT_BY_IP6, NAT6},
@@ -38,8 +38,15 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
         }
         return to_pod(ctx, cfg, &ip);
     }
-    if !ipv6::ipv6_eq(&ip.daddr, &cfg.uplink_ipv6) || ip.frag == Frag::Later {
+    if !ipv6::ipv6_eq(&ip.daddr, &cfg.uplink_ipv6) {
         return pass(ctx, PASS_UPLINK_HOST);
+    }
+    if ip.frag == Frag::Later {
+        return match later_fragment(ctx, &ip) {
+            Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT),
+            Ok(None) => pass(ctx, PASS_UPLINK_HOST),
+            Err(reason) => drop(ctx, reason),
+        };
     }
     if is_icmp6_error(ctx, &ip) {
         return match icmp6_error::to_container(ctx, cfg, &ip) {
@@ -87,6 +94,26 @@ fn reply(ctx: &TcContext, ip: &Ipv6, now: u64) -> Result<Option<Delivery>, u32> 
     let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
     crate::ipv4::set_port(ctx, ports.dport_off, ports.dport, port, csum)?;
     ipv6::set_addr(ctx, IP6_DADDR_OFF, &ip.daddr, &addr, csum)?;
+    let to = Delivery { ifindex, mac };
+    if ip.frag == Frag::First {
+        frag6::remember(ip, DIR_REPLY, &addr, &to);
+    }
+    Ok(Some(to))
+}
+
+/// A fragment without the transport header, delivered where its first
+/// fragment went. `None`: no first fragment seen, so the node's own.
+#[inline(always)]
+fn later_fragment(ctx: &TcContext, ip: &Ipv6) -> Result<Option<Delivery>, u32> {
+    let Some(entry) = frag6::find(ip, DIR_REPLY) else {
+        return Ok(None);
+    };
+    if ip.hop_limit <= 1 {
+        return Err(DROP_TTL_EXCEEDED);
+    }
+    let (ifindex, mac) = unsafe { ((*entry).ifindex, (*entry).mac) };
+    let addr = unsafe { &(*entry).addr };
+    ipv6::set_addr(ctx, IP6_DADDR_OFF, &ip.daddr, addr, L4Csum::None)?;
     Ok(Some(Delivery { ifindex, mac }))
 }
 

@@ -400,3 +400,71 @@ fn traceroute_over_ipv6_through_the_nat_shows_every_hop() {
         "traceroute over IPv6:\n{out}"
     );
 }
+
+#[test]
+fn fragmented_udp_and_ping_cross_the_nat_both_ways() {
+    let mut lab = dual(&[]).watch_for_leaks();
+    let a = lab.endpoint("a", &[]);
+    // An echo server that answers with the size it got, so each reply is
+    // as big (and as fragmented) as the request.
+    let echo = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('{OUTSIDE_IP6}', 7000))\n\
+         s.settimeout(10)\nfor _ in range(3):\n    d, p = s.recvfrom(10000)\n    s.sendto(d, p)\n"
+    );
+    let server = ebridge_tests::procs::Bg::python(&lab.outside, &echo);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = lab.stats();
+    let frag_out = snmp6(&lab, &a, "Ip6FragCreates");
+    let script = format!(
+        "import hashlib, os, socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+         for _ in range(3):\n    m = os.urandom(4000)\n    s.sendto(m, ('{OUTSIDE_IP6}', 7000))\n    d = s.recv(10000)\n    \
+         print(len(d), d == m)\n"
+    );
+    let out = lab.exec_ok(&a, &[PY, "-c", &script]);
+    drop(server);
+    assert_eq!(out.trim(), "4000 True\n4000 True\n4000 True", "{out}");
+    // The container fragmented (4000 bytes at MTU 1500: three fragments),
+    // and the outside answered in fragments, reassembled in the container.
+    assert!(snmp6(&lab, &a, "Ip6FragCreates") - frag_out >= 9);
+    assert!(snmp6(&lab, &a, "Ip6ReasmOKs") >= 3);
+    let after = lab.stats();
+    assert!(after["snat-out"].0 - before["snat-out"].0 >= 9, "{after:?}");
+    assert!(
+        after["revnat-in"].0 - before["revnat-in"].0 >= 9,
+        "{after:?}"
+    );
+    assert_eq!(after["drop-frag-no-first"].0, 0, "{after:?}");
+
+    // A ping too big for one packet, both ways through the NAT by its id.
+    let ping = lab.exec(
+        &a,
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-s",
+            "3000",
+            OUTSIDE_IP6,
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let (leaked, ours) = lab.uplink_capture6(SUBNET6);
+    assert_eq!(
+        leaked, 0,
+        "{leaked} IPv6 packets left with a container address"
+    );
+    // Three datagrams and two pings, each in three fragments.
+    assert!(
+        ours >= 15,
+        "the capture saw only {ours} masqueraded packets"
+    );
+}

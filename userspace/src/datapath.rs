@@ -45,6 +45,9 @@ pub fn load_and_pin(
         MIN_NAT6_ENTRIES
     };
     loader.map_max_entries(MAP_NAT6, nat6_entries);
+    if nat6_entries == MIN_NAT6_ENTRIES {
+        loader.map_max_entries(MAP_FRAGS6, MIN_NAT6_ENTRIES);
+    }
     let mut ebpf = loader
         .load(DATAPATH_OBJECT)
         .context("cannot load the eBPF object")?;

@@ -13,8 +13,11 @@ pub const MAP_NAT_NO_PORT6: &str = "nat_no_port6";
 pub const MAP_FRAGS: &str = "frags";
 pub const MAP_FRAGS6: &str = "frags6";
 pub const MAP_PUBLISH: &str = "publish";
+pub const MAP_PUBLISH6: &str = "publish6";
 pub const MAP_NODE_ADDRS: &str = "node_addrs";
+pub const MAP_NODE_ADDRS6: &str = "node_addrs6";
 pub const MAP_SOCK_REWRITES: &str = "sock_rewrites";
+pub const MAP_SOCK_REWRITES6: &str = "sock_rewrites6";
 pub const MAP_NAT_NO_PORT: &str = "nat_no_port";
 pub const MAP_NATIVE_NETS: &str = "native_nets";
 pub const MAP_EVENTS: &str = "events";
@@ -22,7 +25,7 @@ pub const MAP_MONITOR: &str = "monitor";
 pub const MAP_MONITOR_BUDGET: &str = "monitor_budget";
 
 /// All maps the datapath pins.
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 22] = [
     MAP_CONFIG,
     MAP_ENDPOINTS,
     MAP_ENDPOINT_BY_IP,
@@ -34,8 +37,11 @@ pub const PINNED_MAPS: [&str; 19] = [
     MAP_FRAGS,
     MAP_FRAGS6,
     MAP_PUBLISH,
+    MAP_PUBLISH6,
     MAP_NODE_ADDRS,
+    MAP_NODE_ADDRS6,
     MAP_SOCK_REWRITES,
+    MAP_SOCK_REWRITES6,
     MAP_NAT_NO_PORT,
     MAP_NAT_NO_PORT6,
     MAP_NATIVE_NETS,
@@ -52,6 +58,18 @@ pub const PROG_UPLINK_XDP: &str = "uplink_xdp";
 pub const PROG_CONNECT4: &str = "host_connect4";
 pub const PROG_SENDMSG4: &str = "host_sendmsg4";
 pub const PROG_RECVMSG4: &str = "host_recvmsg4";
+pub const PROG_CONNECT6: &str = "host_connect6";
+pub const PROG_SENDMSG6: &str = "host_sendmsg6";
+pub const PROG_RECVMSG6: &str = "host_recvmsg6";
+/// The cgroup programs that send node processes to published ports.
+pub const HOST_PROGS: [&str; 6] = [
+    PROG_CONNECT4,
+    PROG_SENDMSG4,
+    PROG_RECVMSG4,
+    PROG_CONNECT6,
+    PROG_SENDMSG6,
+    PROG_RECVMSG6,
+];
 
 /// Most endpoints one bridge can hold (a /16 has 65534 host addresses, but a
 /// node never runs that many containers; Linux bridges allow 1024 ports).

@@ -252,23 +252,28 @@ pub fn proto_label(proto: u8) -> &'static str {
     }
 }
 
-/// A published port: (node address, port, protocol). Address 0.0.0.0 means
-/// every IPv4 address of the node (`-p 8080:80` without a host IP).
+/// A published port: (node address, port, protocol). The unspecified
+/// address means every address of the node of that family (`-p 8080:80`
+/// without a host IP publishes on both). `A` is `[u8; 4]` (`publish`) or
+/// `[u8; 16]` (`publish6`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PublishKey {
-    pub addr: [u8; 4],
+pub struct PublishKeyOf<A> {
+    pub addr: A,
     /// Network order.
     pub port: u16,
     pub proto: u8,
     pub _pad: u8,
 }
 
+pub type PublishKey = PublishKeyOf<[u8; 4]>;
+pub type Publish6Key = PublishKeyOf<[u8; 16]>;
+
 /// Where a published port leads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PublishTarget {
-    pub addr: [u8; 4],
+pub struct PublishTargetOf<A> {
+    pub addr: A,
     /// Network order.
     pub port: u16,
     pub _pad: [u8; 2],
@@ -278,14 +283,20 @@ pub struct PublishTarget {
     pub _pad2: [u8; 2],
 }
 
-/// What a host socket asked for before `connect4`/`sendmsg4` sent it to a
-/// container, so `recvmsg4` can make replies look as if they came from
-/// there. Keyed by socket cookie.
+pub type PublishTarget = PublishTargetOf<[u8; 4]>;
+pub type Publish6Target = PublishTargetOf<[u8; 16]>;
+
+/// What a host socket asked for before `connect4`/`sendmsg4` (or the `6`
+/// hooks) sent it to a container, so `recvmsg4`/`recvmsg6` can make
+/// replies look as if they came from there. Keyed by socket cookie.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SockRewrite {
-    pub orig_addr: [u8; 4],
+pub struct SockRewriteOf<A> {
+    pub orig_addr: A,
     pub orig_port: u16,
     pub target_port: u16,
-    pub target_addr: [u8; 4],
+    pub target_addr: A,
 }
+
+pub type SockRewrite = SockRewriteOf<[u8; 4]>;
+pub type SockRewrite6 = SockRewriteOf<[u8; 16]>;

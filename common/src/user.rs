@@ -6,7 +6,8 @@ use crate::{
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
         Frag6Entry, Frag6Key, FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPort6Key,
-        NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
+        NoPortCount, NoPortKey, Publish6Key, Publish6Target, PublishKey, PublishTarget,
+        SockRewrite, SockRewrite6,
     },
     stats::Counter,
 };
@@ -39,6 +40,9 @@ pod!(
     PublishKey,
     PublishTarget,
     SockRewrite,
+    Publish6Key,
+    Publish6Target,
+    SockRewrite6,
     NoPortKey,
     NoPortCount,
     MonitorEvent,
@@ -54,6 +58,9 @@ const _: () = assert!(core::mem::size_of::<NoPort6Key>() == 20);
 const _: () = assert!(core::mem::size_of::<PublishKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PublishTarget>() == 20);
 const _: () = assert!(core::mem::size_of::<SockRewrite>() == 12);
+const _: () = assert!(core::mem::size_of::<Publish6Key>() == 20);
+const _: () = assert!(core::mem::size_of::<Publish6Target>() == 32);
+const _: () = assert!(core::mem::size_of::<SockRewrite6>() == 36);
 const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
 const _: () = assert!(core::mem::size_of::<FragEntry>() == 16);
 const _: () = assert!(core::mem::size_of::<Frag6Key>() == 40);

@@ -335,16 +335,16 @@ pub fn masquerade<A: Addr>(
 /// claimed port), so the target's replies come back through this program
 /// and are turned around to the client.
 #[inline(always)]
-pub fn hairpin(
-    flow: &Flow,
+pub fn hairpin<A: Addr>(
+    flow: &FlowOf<A>,
     client: &Endpoint,
-    target: &PublishTarget,
+    target: &PublishTargetOf<A>,
     cfg: &BridgeConfig,
     now: u64,
     tcp_flags: u8,
     bytes: u32,
-) -> Result<*mut NatEntry, u32> {
-    let s = scratch::<[u8; 4]>(now)?;
+) -> Result<*mut NatEntryOf<A>, u32> {
+    let s = scratch::<A>(now)?;
     s.back.addr = flow.daddr;
     s.back.port = flow.dport;
     s.back.daddr = flow.saddr;
@@ -352,16 +352,16 @@ pub fn hairpin(
     s.back.flags = NAT_F_DNAT | NAT_F_HAIRPIN | NAT_F_BACK;
     s.back.ifindex = client.host_ifindex;
     s.back.mac = client.mac;
-    s.key = NatKey {
+    s.key = NatKeyOf {
         saddr: target.addr,
-        daddr: cfg.gateway_ipv4,
+        daddr: A::gateway(cfg),
         sport: target.port,
         dport: 0,
         proto: flow.proto,
         dir: DIR_ORIGINAL,
         _pad: [0; 2],
     };
-    s.forward.addr = cfg.gateway_ipv4;
+    s.forward.addr = A::gateway(cfg);
     s.forward.daddr = target.addr;
     s.forward.dport = target.port;
     s.forward.flags = NAT_F_DNAT | NAT_F_HAIRPIN;
@@ -381,19 +381,19 @@ pub fn hairpin(
 /// A new flow from outside to a published port: the container-side entry
 /// (for un-DNATing replies) first, then the outside-side one.
 #[inline(always)]
-pub fn inbound(
-    flow: &Flow,
-    target: &PublishTarget,
+pub fn inbound<A: Addr>(
+    flow: &FlowOf<A>,
+    target: &PublishTargetOf<A>,
     now: u64,
     tcp_flags: u8,
     bytes: u32,
-) -> Result<*mut NatEntry, u32> {
-    let s = scratch::<[u8; 4]>(now)?;
+) -> Result<*mut NatEntryOf<A>, u32> {
+    let s = scratch::<A>(now)?;
     s.back.addr = flow.daddr;
     s.back.port = flow.dport;
     s.back.flags = NAT_F_INBOUND;
     s.back.state = initial_state(flow, tcp_flags);
-    s.key = NatKey {
+    s.key = NatKeyOf {
         saddr: target.addr,
         daddr: flow.saddr,
         sport: target.port,

@@ -6,16 +6,29 @@
 use aya_ebpf::btf_maps::HashMap;
 use ebridge_common::{
     config::BridgeConfig,
-    maps::DEFAULT_NAT_ENTRIES,
-    nat::{NatEntryOf, NatKeyOf, NatScratch, NoPortCount, NoPortKeyOf},
+    maps::{DEFAULT_NAT_ENTRIES, MAX_NODE_ADDRS, MAX_PUBLISHED},
+    nat::{
+        NatEntryOf, NatKeyOf, NatScratch, NoPortCount, NoPortKeyOf, PublishKeyOf, PublishTargetOf,
+    },
 };
 
-use crate::maps::{NAT, NAT6, NAT_NO_PORT, NAT_NO_PORT6, NAT_SCRATCH, NAT_SCRATCH6};
+use crate::maps::{
+    NAT, NAT6, NAT_NO_PORT, NAT_NO_PORT6, NAT_SCRATCH, NAT_SCRATCH6, NODE_ADDRS, NODE_ADDRS6,
+    PUBLISH, PUBLISH6,
+};
+
+pub type PublishMap<A> = HashMap<PublishKeyOf<A>, PublishTargetOf<A>, MAX_PUBLISHED>;
 
 pub trait Addr: Copy + Default + 'static {
     fn nat() -> &'static HashMap<NatKeyOf<Self>, NatEntryOf<Self>, DEFAULT_NAT_ENTRIES>;
     /// The masquerade source: the uplink's address of this family.
     fn uplink(cfg: &BridgeConfig) -> Self;
+    /// The bridge's own address of this family (hairpin's source).
+    fn gateway(cfg: &BridgeConfig) -> Self;
+    /// Published ports of this family.
+    fn publish() -> &'static PublishMap<Self>;
+    /// The node's addresses of this family.
+    fn node_addrs() -> &'static HashMap<Self, u8, MAX_NODE_ADDRS>;
     /// Counts a new flow dropped for want of a free port, by destination.
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64);
     /// This CPU's room for a new flow's entries (the array always has it).
@@ -35,6 +48,18 @@ impl Addr for [u8; 4] {
     #[inline(always)]
     fn uplink(cfg: &BridgeConfig) -> Self {
         cfg.uplink_ipv4
+    }
+    #[inline(always)]
+    fn gateway(cfg: &BridgeConfig) -> Self {
+        cfg.gateway_ipv4
+    }
+    #[inline(always)]
+    fn publish() -> &'static PublishMap<Self> {
+        &PUBLISH
+    }
+    #[inline(always)]
+    fn node_addrs() -> &'static HashMap<Self, u8, MAX_NODE_ADDRS> {
+        &NODE_ADDRS
     }
     #[inline(always)]
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {
@@ -61,6 +86,18 @@ impl Addr for [u8; 16] {
     #[inline(always)]
     fn uplink(cfg: &BridgeConfig) -> Self {
         cfg.uplink_ipv6
+    }
+    #[inline(always)]
+    fn gateway(cfg: &BridgeConfig) -> Self {
+        cfg.gateway_ipv6
+    }
+    #[inline(always)]
+    fn publish() -> &'static PublishMap<Self> {
+        &PUBLISH6
+    }
+    #[inline(always)]
+    fn node_addrs() -> &'static HashMap<Self, u8, MAX_NODE_ADDRS> {
+        &NODE_ADDRS6
     }
     #[inline(always)]
     fn record_no_port(key: &NoPortKeyOf<Self>, now: u64) {

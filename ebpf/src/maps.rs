@@ -13,7 +13,8 @@ use ebridge_common::{
     monitor::{MonitorBudget, MonitorEvent},
     nat::{
         Frag6Entry, Frag6Key, FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NatScratch,
-        NoPort6Key, NoPortCount, NoPortKey, PublishKey, PublishTarget, SockRewrite,
+        NoPort6Key, NoPortCount, NoPortKey, Publish6Key, Publish6Target, PublishKey, PublishTarget,
+        SockRewrite, SockRewrite6,
     },
     stats::{Counter, MAX_REASONS},
 };
@@ -62,13 +63,25 @@ pub static FRAGS6: LruHashMap<Frag6Key, Frag6Entry, MAX_FRAG_ENTRIES> = LruHashM
 #[btf_map(name = "publish")]
 pub static PUBLISH: HashMap<PublishKey, PublishTarget, MAX_PUBLISHED> = HashMap::new();
 
+/// The same for IPv6: (node address or ::, port, proto) → endpoint.
+#[btf_map(name = "publish6")]
+pub static PUBLISH6: HashMap<Publish6Key, Publish6Target, MAX_PUBLISHED> = HashMap::new();
+
 /// The node's own IPv4 addresses (value unused), for 0.0.0.0 publishes.
 #[btf_map(name = "node_addrs")]
 pub static NODE_ADDRS: HashMap<[u8; 4], u8, MAX_NODE_ADDRS> = HashMap::new();
 
+/// The node's own IPv6 addresses, for [::] publishes.
+#[btf_map(name = "node_addrs6")]
+pub static NODE_ADDRS6: HashMap<[u8; 16], u8, MAX_NODE_ADDRS> = HashMap::new();
+
 /// Host sockets whose destination `connect4`/`sendmsg4` rewrote, by cookie.
 #[btf_map(name = "sock_rewrites")]
 pub static SOCK_REWRITES: LruHashMap<u64, SockRewrite, MAX_SOCK_REWRITES> = LruHashMap::new();
+
+/// The same for `connect6`/`sendmsg6`.
+#[btf_map(name = "sock_rewrites6")]
+pub static SOCK_REWRITES6: LruHashMap<u64, SockRewrite6, MAX_SOCK_REWRITES> = LruHashMap::new();
 
 /// Destinations that ran out of NAT ports since the agent last looked.
 #[btf_map(name = "nat_no_port")]

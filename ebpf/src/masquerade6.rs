@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_IPV6_MASQUERADE},
-    nat::{bridge_mark, DIR_ORIGINAL},
+    nat::{bridge_mark, Nat6Entry, DIR_ORIGINAL, NAT_F_DNAT, NAT_F_HAIRPIN},
     stats::*,
 };
 
@@ -23,11 +23,13 @@ use crate::{
     fib::{self, Route},
     frag6, icmp6_error,
     ipv4::{Frag, L4Csum},
-    ipv6::{self, Ipv6, IP6_SADDR_OFF, IPPROTO_ICMPV6},
+    ipv6::{self, Ipv6, IP6_DADDR_OFF, IP6_SADDR_OFF, IPPROTO_ICMPV6},
     l4::{self, ICMPV6_INFO_MIN, L4},
     maps::{CONFIG, ENDPOINTS},
     packet::header_at,
+    publish,
     revnat::Delivery,
+    revnat6,
     stats::{count, drop, pass},
 };
 
@@ -82,18 +84,19 @@ pub fn from_container(ctx: TcContext) -> i32 {
         return drop(ctx, reason);
     }
     let ip = &work.ip;
-    // The node's own business: its addresses, multicast, link-local, the
-    // containers' subnet (the bridge forwards within it).
+    let to_gateway = ipv6::ipv6_eq(&ip.daddr, &cfg.gateway_ipv6);
+    // The node's own business: multicast, link-local, the containers'
+    // subnet (the bridge forwards within it). The gateway may be a hairpin
+    // flow's far end.
     if ipv6::is_special(&ip.daddr)
         || ipv6::is_link_local(&ip.daddr)
-        || ipv6::in_subnet(&ip.daddr, cfg)
+        || (ipv6::in_subnet(&ip.daddr, cfg) && !to_gateway)
     {
         return pass(ctx, PASS_TO_HOST);
     }
-    if ip.hop_limit <= 1 {
+    if !to_gateway && ip.hop_limit <= 1 {
         return pass(ctx, PASS_TTL_EXPIRING);
     }
-    // A later fragment's data starts where a header would: no type to read.
     let icmp_error = ip.frag != Frag::Later && is_icmp6_error(ctx, ip);
     let has_ports = ip.frag != Frag::Later && !icmp_error;
     let ports = if has_ports {
@@ -114,8 +117,17 @@ pub fn from_container(ctx: TcContext) -> i32 {
             return verdict;
         }
     }
+    if to_gateway {
+        // The gateway is a node address too (Docker's host-gateway).
+        return if ports_ok {
+            to_node(ctx)
+        } else {
+            pass(ctx, PASS_TO_HOST)
+        };
+    }
     let route = fib::lookup6(ctx, &work.ip, cfg.bridge_ifindex, &mut work.fib);
     match route {
+        Route::Local if ports_ok => return to_node(ctx),
         Route::Local => return pass(ctx, PASS_TO_HOST),
         Route::Slow => return pass(ctx, PASS_FIB_SLOW_PATH),
         _ if cfg.flags & CONFIG_F_IPV6_MASQUERADE == 0 => return routed_out(ctx, &work.ip, &route),
@@ -160,6 +172,9 @@ fn known_flow(ctx: &TcContext) -> i32 {
     let Some(entry) = conntrack::from_container(&flow, now, work.ports.tcp_flags, ctx.len()) else {
         return GO_ON;
     };
+    if unsafe { (*entry).flags } & NAT_F_HAIRPIN != 0 {
+        return turn_around(ctx, entry);
+    }
     let (addr, port) = unsafe { ((*entry).addr, (*entry).port) };
     if let Err(reason) = rewrite_source(ctx, &work.ip, &work.ports, &addr, port) {
         return drop(ctx, reason);
@@ -167,6 +182,58 @@ fn known_flow(ctx: &TcContext) -> i32 {
     // The route is looked up again for every packet (neighbours change).
     let route = fib::lookup6(ctx, &work.ip, cfg.bridge_ifindex, &mut work.fib);
     send_out(ctx, cfg, &work.ip, &route, FWD_SNAT)
+}
+
+/// A new flow to one of the node's addresses: a published port is turned
+/// around to its container (hairpin); anything else is the node's.
+#[inline(never)]
+fn to_node(ctx: &TcContext) -> i32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let (Some(cfg), Some(ep), Some(work)) =
+        (CONFIG.get(0), unsafe { ENDPOINTS.get(ifindex) }, work())
+    else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
+    let (ip, ports) = (&work.ip, &work.ports);
+    let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
+        return pass(ctx, PASS_TO_HOST);
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let flow = flow_of(ip, ports);
+    match conntrack::hairpin(&flow, ep, &target, cfg, now, ports.tcp_flags, ctx.len()) {
+        Ok(entry) => turn_around(ctx, entry),
+        Err(reason) => drop(ctx, reason),
+    }
+}
+
+/// Hairpin: both ends rewritten as the flow's entry says, and the packet
+/// handed to the other container (or back to the same one) without
+/// leaving the node.
+#[inline(never)]
+fn turn_around(ctx: &TcContext, entry: *const Nat6Entry) -> i32 {
+    let (Some(cfg), Some(work)) = (CONFIG.get(0), work()) else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
+    let (ip, ports) = (&work.ip, &work.ports);
+    let e = unsafe { &*entry };
+    let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
+    let rewritten = crate::ipv4::set_port(ctx, ports.sport_off, ports.sport, e.port, csum)
+        .and_then(|_| ipv6::set_addr(ctx, IP6_SADDR_OFF, &ip.saddr, &e.addr, csum))
+        .and_then(|_| {
+            if e.flags & NAT_F_DNAT == 0 {
+                return Ok(());
+            }
+            crate::ipv4::set_port(ctx, ports.dport_off, ports.dport, e.dport, csum)?;
+            ipv6::set_addr(ctx, IP6_DADDR_OFF, &ip.daddr, &e.daddr, csum)
+        });
+    if let Err(reason) = rewritten {
+        return drop(ctx, reason);
+    }
+    let to = Delivery {
+        ifindex: e.ifindex,
+        mac: e.mac,
+    };
+    revnat6::deliver(ctx, cfg, ip, &to, FWD_HAIRPIN)
 }
 
 /// A new masqueraded flow: claims a port, then rewrites the source.

@@ -1,11 +1,12 @@
 //! Outside → container over IPv6: replies to masqueraded flows arriving on
 //! the uplink are un-NATed and delivered straight into the container.
 use aya_ebpf::{
-    bindings::TC_ACT_REDIRECT, helpers::generated::bpf_redirect_peer, programs::TcContext,
+    bindings::TC_ACT_REDIRECT, btf_maps::PerCpuArray, helpers::generated::bpf_redirect_peer,
+    macros::btf_map, programs::TcContext,
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_IPV6, CONFIG_F_IPV6_MASQUERADE},
-    nat::{NatKeyOf, DIR_REPLY, OWNER_CONTAINER, OWNER_OTHER_BRIDGE},
+    nat::{NatKeyOf, DIR_REPLY, OWNER_CONTAINER},
     stats::*,
 };
 
@@ -14,21 +15,31 @@ use crate::{
     ipv4::{Frag, L4Csum},
     ipv6::{self, Ipv6, IP6_DADDR_OFF},
     l4,
-    maps::{ENDPOINTS, ENDPOINT_BY_IP6, NAT6},
-    masquerade6::is_icmp6_error,
+    maps::{CONFIG, ENDPOINTS, ENDPOINT_BY_IP6, NAT6},
+    masquerade6::{self, is_icmp6_error},
+    publish,
     revnat::Delivery,
     stats::{count, drop, pass},
 };
+
+/// The parsed header, per CPU: the stages below each have a frame of
+/// their own, and none has room for another copy of it.
+#[btf_map(name = "ip6_in")]
+static IP6_IN: PerCpuArray<Ipv6, 1> = PerCpuArray::new();
 
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     if cfg.flags & CONFIG_F_IPV6 == 0 {
         return pass(ctx, PASS_UPLINK_HOST);
     }
-    // Not ours to judge: malformed or foreign traffic is the host's.
-    let Ok(ip) = ipv6::parse(ctx) else {
+    let Some(ip) = IP6_IN.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else {
         return pass(ctx, PASS_UPLINK_HOST);
     };
+    // Not ours to judge: malformed or foreign traffic is the host's.
+    if ipv6::parse_into(ctx, ip).is_err() {
+        return pass(ctx, PASS_UPLINK_HOST);
+    }
+    let ip = &*ip;
     if ipv6::in_subnet(&ip.daddr, cfg) && !ipv6::ipv6_eq(&ip.daddr, &cfg.gateway_ipv6) {
         // As for IPv4: with masquerade on, containers are reachable from
         // outside only through published ports; routed, the packet goes
@@ -36,38 +47,51 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
         if cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0 {
             return drop(ctx, DROP_NOT_PUBLISHED);
         }
-        return to_pod(ctx, cfg, &ip);
+        return to_pod(ctx, cfg, ip);
     }
-    if !ipv6::ipv6_eq(&ip.daddr, &cfg.uplink_ipv6) {
+    // Replies come to the masquerade address; published ports answer on
+    // every node address.
+    if !ipv6::ipv6_eq(&ip.daddr, &cfg.uplink_ipv6) && !publish::is_node_addr(&ip.daddr) {
         return pass(ctx, PASS_UPLINK_HOST);
     }
     if ip.frag == Frag::Later {
-        return match later_fragment(ctx, &ip) {
-            Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT),
+        return match later_fragment(ctx, ip) {
+            Ok(Some(delivery)) => deliver(ctx, cfg, ip, &delivery, FWD_REVNAT),
             Ok(None) => pass(ctx, PASS_UPLINK_HOST),
             Err(reason) => drop(ctx, reason),
         };
     }
-    if is_icmp6_error(ctx, &ip) {
-        return match icmp6_error::to_container(ctx, cfg, &ip) {
-            Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT_ICMP_ERROR),
-            Ok(None) => pass(ctx, PASS_UPLINK_HOST),
-            Err(reason) => drop(ctx, reason),
-        };
+    if is_icmp6_error(ctx, ip) {
+        return icmp_error_in(ctx, ip);
     }
-    match reply(ctx, &ip, now) {
-        Ok(Some(delivery)) => deliver(ctx, cfg, &ip, &delivery, FWD_REVNAT),
+    flow_in(ctx, ip, now)
+}
+
+/// An ICMPv6 error about a container's flow, translated and delivered.
+/// Out of line, as every stage here: the IPv6 uplink path keeps its
+/// parsed header on the stack, and eBPF gives a call chain 512 bytes.
+#[inline(never)]
+fn icmp_error_in(ctx: &TcContext, ip: &Ipv6) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
+    match icmp6_error::to_container(ctx, cfg, ip) {
+        Ok(Some(delivery)) => deliver(ctx, cfg, ip, &delivery, FWD_REVNAT_ICMP_ERROR),
         Ok(None) => pass(ctx, PASS_UPLINK_HOST),
         Err(reason) => drop(ctx, reason),
     }
 }
 
-/// A reply: conntrack, then destination address and port back to the
-/// container's. `None`: not a container flow's (the node's own).
-#[inline(always)]
-fn reply(ctx: &TcContext, ip: &Ipv6, now: u64) -> Result<Option<Delivery>, u32> {
+/// A reply to a container's flow, or a new flow to a published port:
+/// destination address and port rewritten to the container's, delivered.
+/// Neither: the node's own.
+#[inline(never)]
+fn flow_in(ctx: &TcContext, ip: &Ipv6, now: u64) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return drop(ctx, DROP_NO_CONFIG);
+    };
     let Ok(ports) = l4::parse_at(ctx, ip.proto, ip.l4_off, ip.end) else {
-        return Ok(None);
+        return pass(ctx, PASS_UPLINK_HOST);
     };
     let key = NatKeyOf {
         saddr: ip.saddr,
@@ -78,27 +102,45 @@ fn reply(ctx: &TcContext, ip: &Ipv6, now: u64) -> Result<Option<Delivery>, u32> 
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let Some(entry) = NAT6.get_ptr_mut(key) else {
-        return Ok(None);
+    let (entry, reason) = match NAT6.get_ptr_mut(key) {
+        Some(entry) => {
+            if unsafe { (*entry).owner } != OWNER_CONTAINER {
+                // Another bridge's flow, or a node flow: not ours.
+                return pass(ctx, PASS_UPLINK_HOST);
+            }
+            if ip.hop_limit <= 1 {
+                return drop(ctx, DROP_TTL_EXCEEDED);
+            }
+            conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
+            (entry, FWD_REVNAT)
+        }
+        None => {
+            let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
+                return pass(ctx, PASS_UPLINK_HOST);
+            };
+            if ip.hop_limit <= 1 {
+                return drop(ctx, DROP_TTL_EXCEEDED);
+            }
+            let flow = masquerade6::flow_of(ip, &ports);
+            match conntrack::inbound(&flow, &target, now, ports.tcp_flags, ctx.len()) {
+                Ok(entry) => (entry, FWD_DNAT),
+                Err(reason) => return drop(ctx, reason),
+            }
+        }
     };
-    let owner = unsafe { (*entry).owner };
-    if owner == OWNER_OTHER_BRIDGE || owner != OWNER_CONTAINER {
-        return Ok(None);
-    }
-    if ip.hop_limit <= 1 {
-        return Err(DROP_TTL_EXCEEDED);
-    }
-    conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
-    let (addr, port, ifindex, mac) =
-        unsafe { ((*entry).addr, (*entry).port, (*entry).ifindex, (*entry).mac) };
+    let (port, ifindex, mac) = unsafe { ((*entry).port, (*entry).ifindex, (*entry).mac) };
+    let addr = unsafe { &(*entry).addr };
     let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
-    crate::ipv4::set_port(ctx, ports.dport_off, ports.dport, port, csum)?;
-    ipv6::set_addr(ctx, IP6_DADDR_OFF, &ip.daddr, &addr, csum)?;
+    let rewritten = crate::ipv4::set_port(ctx, ports.dport_off, ports.dport, port, csum)
+        .and_then(|_| ipv6::set_addr(ctx, IP6_DADDR_OFF, &ip.daddr, addr, csum));
+    if let Err(reason) = rewritten {
+        return drop(ctx, reason);
+    }
     let to = Delivery { ifindex, mac };
     if ip.frag == Frag::First {
-        frag6::remember(ip, DIR_REPLY, &addr, &to);
+        frag6::remember(ip, DIR_REPLY, addr, &to);
     }
-    Ok(Some(to))
+    deliver(ctx, cfg, ip, &to, reason)
 }
 
 /// A fragment without the transport header, delivered where its first

@@ -91,7 +91,7 @@ pub fn load_and_pin(
     let cgroup_root = cgroup2_root()?;
     let cgroup = std::fs::File::open(&cgroup_root)
         .with_context(|| format!("cannot open cgroup {}", cgroup_root.display()))?;
-    for name in [PROG_CONNECT4, PROG_SENDMSG4, PROG_RECVMSG4] {
+    for name in HOST_PROGS {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)
             .with_context(|| format!("eBPF object has no program {name}"))?

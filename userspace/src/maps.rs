@@ -11,7 +11,7 @@ use ebridge_common::{
     maps::*,
     nat::{
         FragEntry, FragKey, Nat6Entry, Nat6Key, NatEntry, NatKey, NoPortCount, NoPortKey,
-        PublishKey, PublishTarget,
+        Publish6Key, Publish6Target, PublishKey, PublishTarget,
     },
     stats::Counter,
 };
@@ -30,6 +30,8 @@ pub struct DatapathMaps {
     pub frags: HashMap<MapData, FragKey, FragEntry>,
     pub publish: HashMap<MapData, PublishKey, PublishTarget>,
     pub node_addrs: HashMap<MapData, [u8; 4], u8>,
+    pub publish6: HashMap<MapData, Publish6Key, Publish6Target>,
+    pub node_addrs6: HashMap<MapData, [u8; 16], u8>,
     pub nat_no_port: HashMap<MapData, NoPortKey, NoPortCount>,
     pub native_nets: LpmTrie<MapData, [u8; 4], u32>,
     /// The `nat` and `nat6` maps again, for batch reads and deletes
@@ -64,6 +66,8 @@ impl DatapathMaps {
             frags: open(bridge, MAP_FRAGS)?.try_into()?,
             publish: open(bridge, MAP_PUBLISH)?.try_into()?,
             node_addrs: open(bridge, MAP_NODE_ADDRS)?.try_into()?,
+            publish6: open(bridge, MAP_PUBLISH6)?.try_into()?,
+            node_addrs6: open(bridge, MAP_NODE_ADDRS6)?.try_into()?,
             nat_no_port: open(bridge, MAP_NAT_NO_PORT)?.try_into()?,
             native_nets: open(bridge, MAP_NATIVE_NETS)?.try_into()?,
             nat_raw: raw(bridge, MAP_NAT)?,
@@ -119,20 +123,38 @@ pub fn is_pinned(bridge: &str) -> bool {
 }
 
 impl DatapathMaps {
-    /// Makes `node_addrs` hold exactly `addrs` (the node's IPv4 addresses).
-    pub fn sync_node_addrs(&mut self, addrs: &[std::net::Ipv4Addr]) -> Result<()> {
-        let want: std::collections::HashSet<[u8; 4]> = addrs.iter().map(|a| a.octets()).collect();
-        let have: Vec<[u8; 4]> = self.node_addrs.keys().collect::<Result<_, _>>()?;
-        for a in &have {
-            if !want.contains(a) {
-                let _ = self.node_addrs.remove(a);
-            }
-        }
-        for a in want {
-            self.node_addrs.insert(a, 1, 0)?;
-        }
-        Ok(())
+    /// Makes `node_addrs` and `node_addrs6` hold exactly the node's
+    /// addresses; IPv6 loopback counts (host access to `[::1]:PORT`).
+    pub fn sync_node_addrs(
+        &mut self,
+        addrs: &[std::net::Ipv4Addr],
+        addrs6: &[std::net::Ipv6Addr],
+    ) -> Result<()> {
+        sync_set(&mut self.node_addrs, addrs.iter().map(|a| a.octets()))?;
+        let loopback = std::net::Ipv6Addr::LOCALHOST;
+        sync_set(
+            &mut self.node_addrs6,
+            addrs6.iter().chain([&loopback]).map(|a| a.octets()),
+        )
     }
+}
+
+/// Makes a set-like map hold exactly `want`.
+fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &mut HashMap<MapData, K, u8>,
+    want: impl Iterator<Item = K>,
+) -> Result<()> {
+    let want: std::collections::HashSet<K> = want.collect();
+    let have: Vec<K> = map.keys().collect::<Result<_, _>>()?;
+    for a in &have {
+        if !want.contains(a) {
+            let _ = map.remove(a);
+        }
+    }
+    for a in want {
+        map.insert(a, 1, 0)?;
+    }
+    Ok(())
 }
 
 /// A map deletion where "not there" is fine: aya reports it as the

@@ -1,7 +1,7 @@
 //! The node's sockets as /proc/net/{tcp,udp}{,6} list them (this network
 //! namespace's): what publishing checks for listeners and `up` holds for
 //! the node's live flows.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use ebridge_common::nat::{IPPROTO_TCP, IPPROTO_UDP};
@@ -13,7 +13,7 @@ pub enum Addr {
     /// All zeros in the IPv6 table: every address of both families.
     Any,
     /// A specific IPv6 address.
-    V6,
+    V6(Ipv6Addr),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +88,21 @@ fn endpoint(text: &str) -> Option<(Addr, u16)> {
             u32::from_str_radix(addr, 16).ok()?.to_ne_bytes(),
         )),
         _ if addr.chars().all(|c| c == '0') => Addr::Any,
-        _ => Addr::V6,
+        // Four 32-bit words, each in host byte order.
+        32 => {
+            let mut octets = [0u8; 16];
+            for (i, chunk) in octets.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            let v6 = Ipv6Addr::from(octets);
+            // A dual-stack socket on an IPv4 address shows it mapped.
+            match v6.to_ipv4_mapped() {
+                Some(v4) => Addr::V4(v4),
+                None => Addr::V6(v6),
+            }
+        }
+        _ => return None,
     };
     Some((addr, port))
 }
@@ -112,5 +126,13 @@ mod tests {
         assert_eq!((s[1].local_port, s[1].remote_port), (40960, 53));
         assert_eq!(s[1].state, TCP_ESTABLISHED);
         assert_eq!(s[2].local_addr, Addr::Any);
+        let tcp6 = "  sl  local_address rem_address   st\n\
+                    0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 0\n\
+                    1: B80D0120000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 0\n\
+                    2: 0000000000000000FFFF00000100007F:0035 00000000000000000000000000000000:0000 0A 0\n";
+        let s = parse(tcp6, IPPROTO_TCP);
+        assert_eq!(s[0].local_addr, Addr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(s[1].local_addr, Addr::V6("2001:db8::1".parse().unwrap()));
+        assert_eq!(s[2].local_addr, Addr::V4(Ipv4Addr::LOCALHOST));
     }
 }

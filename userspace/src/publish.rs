@@ -1,19 +1,75 @@
 //! `-p [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp]`, as `docker run -p`
-//! takes it, and the checks that keep two publishes (or a publish and a
-//! node process) off the same port.
-use std::{fmt, net::Ipv4Addr};
+//! takes it (an IPv6 host IP in brackets), and the checks that keep two
+//! publishes (or a publish and a node process) off the same port.
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
 use ebridge_common::nat::{IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::error::usage;
 
-const ACCEPTED: &str = "expected [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp], e.g. 8080:80 or 127.0.0.1:9000-9009:9000-9009/udp";
+const ACCEPTED: &str = "expected [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp], e.g. 8080:80, 127.0.0.1:9000-9009:9000-9009/udp or [::]:8080:80";
+
+/// Which node addresses a publish answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostIp {
+    /// No host IP given: every address of both families, as Docker
+    /// publishes on 0.0.0.0 and [::].
+    Any,
+    /// `0.0.0.0`: every IPv4 address.
+    AnyV4,
+    /// `[::]`: every IPv6 address.
+    AnyV6,
+    /// One address.
+    Ip(IpAddr),
+}
+
+impl HostIp {
+    /// The addresses as `docker port` lists them: unspecified for "every".
+    pub fn bindings(&self) -> Vec<IpAddr> {
+        match *self {
+            HostIp::Any => vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+            HostIp::AnyV4 => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            HostIp::AnyV6 => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+            HostIp::Ip(a) => vec![a],
+        }
+    }
+
+    /// Whether the two can answer on one address.
+    fn meets(&self, other: &HostIp) -> bool {
+        self.bindings().iter().any(|a| {
+            other.bindings().iter().any(|b| {
+                a.is_ipv4() == b.is_ipv4() && (a == b || a.is_unspecified() || b.is_unspecified())
+            })
+        })
+    }
+
+    /// Whether it answers on `addr` (None: every address of both).
+    fn covers(&self, addr: Option<IpAddr>) -> bool {
+        match addr {
+            None => true,
+            Some(a) => self.meets(&HostIp::Ip(a)),
+        }
+    }
+}
+
+/// `[v6]` in brackets, as `docker port` writes it.
+pub fn fmt_host(addr: &IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishSpec {
-    /// None: every IPv4 address of the node.
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: HostIp,
     pub host_first: u16,
     pub ctr_first: u16,
     /// Ports in the range (1 for a single port).
@@ -35,20 +91,37 @@ impl PublishSpec {
         }
     }
 
+    fn range(&self, first: u16) -> String {
+        if self.count == 1 {
+            first.to_string()
+        } else {
+            format!("{first}-{}", first + (self.count - 1))
+        }
+    }
+
     /// The form `parse` reads back (kept in the state file).
     pub fn canonical(&self) -> String {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let range = |first: u16| {
-            if self.count == 1 {
-                first.to_string()
-            } else {
-                format!("{first}-{}", first + (self.count - 1))
-            }
+        let ip = match self.host_ip {
+            HostIp::Any => String::new(),
+            HostIp::AnyV4 => "0.0.0.0:".to_string(),
+            HostIp::AnyV6 => "[::]:".to_string(),
+            HostIp::Ip(a) => format!("{}:", fmt_host(&a)),
         };
         format!(
-            "{ip}:{}:{}/{}",
-            range(self.host_first),
-            range(self.ctr_first),
+            "{ip}{}:{}/{}",
+            self.range(self.host_first),
+            self.range(self.ctr_first),
+            self.proto_name()
+        )
+    }
+
+    /// One binding as `docker port` shows it: 0.0.0.0:8080->80/tcp.
+    pub fn binding(&self, host: &IpAddr) -> String {
+        format!(
+            "{}:{}->{}/{}",
+            fmt_host(host),
+            self.range(self.host_first),
+            self.range(self.ctr_first),
             self.proto_name()
         )
     }
@@ -56,10 +129,7 @@ impl PublishSpec {
     /// Same protocol, overlapping host ports, and addresses that meet
     /// (equal, or either one "every address").
     pub fn overlaps(&self, other: &PublishSpec) -> bool {
-        let addrs_meet = match (self.host_ip, other.host_ip) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
+        let addrs_meet = self.host_ip.meets(&other.host_ip);
         let (a0, a1) = (
             u32::from(self.host_first),
             u32::from(self.host_first) + u32::from(self.count),
@@ -73,24 +143,34 @@ impl PublishSpec {
 }
 
 impl fmt::Display for PublishSpec {
-    /// `docker ps` style: 0.0.0.0:8080->80/tcp.
+    /// `docker ps` style: 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let range = |first: u16| {
-            if self.count == 1 {
-                first.to_string()
-            } else {
-                format!("{first}-{}", first + (self.count - 1))
-            }
-        };
-        write!(
-            f,
-            "{ip}:{}->{}/{}",
-            range(self.host_first),
-            range(self.ctr_first),
-            self.proto_name()
-        )
+        let all: Vec<String> = self
+            .host_ip
+            .bindings()
+            .iter()
+            .map(|a| self.binding(a))
+            .collect();
+        f.write_str(&all.join(", "))
     }
+}
+
+/// The host IP part of a spec: an IPv4 address or an IPv6 one in brackets.
+fn parse_host_ip(spec: &str, text: &str) -> Result<HostIp> {
+    let bad = || {
+        usage(format!(
+            "host IP '{text}' in '{spec}' is not an IPv4 address or an IPv6 address in brackets; {ACCEPTED}"
+        ))
+    };
+    let ip: IpAddr = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(v6) => IpAddr::V6(v6.parse().map_err(|_| bad())?),
+        None => IpAddr::V4(text.parse().map_err(|_| bad())?),
+    };
+    Ok(match ip {
+        IpAddr::V4(a) if a.is_unspecified() => HostIp::AnyV4,
+        IpAddr::V6(a) if a.is_unspecified() => HostIp::AnyV6,
+        a => HostIp::Ip(a),
+    })
 }
 
 fn port_range(spec: &str, text: &str) -> Result<(u16, u16)> {
@@ -135,21 +215,19 @@ pub fn parse(spec: &str) -> Result<PublishSpec> {
         }
         None => (spec, IPPROTO_TCP),
     };
-    let parts: Vec<&str> = body.split(':').collect();
-    let (host_ip, host, ctr) = match parts.as_slice() {
-        [host, ctr] => (None, *host, *ctr),
-        [ip, host, ctr] => {
-            let ip: Ipv4Addr = ip.parse().map_err(|_| {
-                usage(format!(
-                    "host IP '{ip}' in '{spec}' is not an IPv4 address; {ACCEPTED}"
-                ))
-            })?;
-            (
-                if ip.is_unspecified() { None } else { Some(ip) },
-                *host,
-                *ctr,
-            )
-        }
+    // An IPv6 host IP is in brackets, so its colons are not separators.
+    let (host_ip, rest) = match body.strip_prefix('[') {
+        Some(after) => match after.split_once("]:") {
+            Some((ip, rest)) => (Some(parse_host_ip(spec, &format!("[{ip}]"))?), rest),
+            None => return Err(usage(format!("'{spec}' is not a port publish; {ACCEPTED}"))),
+        },
+        None => (None, body),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (host_ip, host, ctr) = match (host_ip, parts.as_slice()) {
+        (Some(ip), [host, ctr]) => (ip, *host, *ctr),
+        (None, [host, ctr]) => (HostIp::Any, *host, *ctr),
+        (None, [ip, host, ctr]) => (parse_host_ip(spec, ip)?, *host, *ctr),
         _ => return Err(usage(format!("'{spec}' is not a port publish; {ACCEPTED}"))),
     };
     if host.is_empty() || ctr.is_empty() {
@@ -193,8 +271,10 @@ pub fn check_disjoint(specs: &[PublishSpec]) -> Result<()> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Listener {
     pub proto: u8,
-    /// None: every address (0.0.0.0 or ::).
-    pub addr: Option<Ipv4Addr>,
+    /// None: every address of both families (`::` without V6ONLY, as
+    /// /proc shows it, or 0.0.0.0 — which a publish on [::] cannot meet
+    /// anyway, so the difference does not matter for clashes).
+    pub addr: Option<IpAddr>,
     pub port: u16,
 }
 
@@ -208,18 +288,14 @@ fn listeners(sockets: Vec<crate::proc_net::Socket>) -> Vec<Listener> {
     sockets
         .into_iter()
         .filter(|s| s.state == crate::proc_net::listen_state(s.proto))
-        .filter_map(|s| {
-            // A specific IPv6 address cannot take IPv4 traffic.
-            let addr = match s.local_addr {
-                crate::proc_net::Addr::V4(a) => Some(a).filter(|a| !a.is_unspecified()),
+        .map(|s| Listener {
+            proto: s.proto,
+            addr: match s.local_addr {
+                crate::proc_net::Addr::V4(a) => Some(IpAddr::V4(a)),
                 crate::proc_net::Addr::Any => None,
-                crate::proc_net::Addr::V6 => return None,
-            };
-            Some(Listener {
-                proto: s.proto,
-                addr,
-                port: s.local_port,
-            })
+                crate::proc_net::Addr::V6(a) => Some(IpAddr::V6(a)),
+            },
+            port: s.local_port,
         })
         .collect()
 }
@@ -232,10 +308,7 @@ pub fn clashing_listener<'a>(
     listeners.iter().find(|l| {
         l.proto == spec.proto
             && spec.ports().any(|(h, _)| h == l.port)
-            && match (spec.host_ip, l.addr) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+            && spec.host_ip.covers(l.addr)
     })
 }
 
@@ -252,17 +325,67 @@ mod tests {
         let p = parse("8080:80").unwrap();
         assert_eq!(
             (p.host_ip, p.host_first, p.ctr_first, p.count, p.proto),
-            (None, 8080, 80, 1, IPPROTO_TCP)
+            (HostIp::Any, 8080, 80, 1, IPPROTO_TCP)
         );
-        assert_eq!(p.to_string(), "0.0.0.0:8080->80/tcp");
+        assert_eq!(p.to_string(), "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp");
         let p = parse("198.51.100.1:8081:80").unwrap();
-        assert_eq!(p.host_ip, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(p.host_ip, HostIp::Ip("198.51.100.1".parse().unwrap()));
         let p = parse("9000-9009:9000-9009/udp").unwrap();
         assert_eq!((p.count, p.proto), (10, IPPROTO_UDP));
         assert_eq!(p.ports().last(), Some((9009, 9009)));
-        assert_eq!(p.to_string(), "0.0.0.0:9000-9009->9000-9009/udp");
+        assert_eq!(
+            p.binding(&IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            "0.0.0.0:9000-9009->9000-9009/udp"
+        );
         assert_eq!(parse(&p.canonical()).unwrap(), p);
-        assert_eq!(parse("0.0.0.0:53:53/udp").unwrap().host_ip, None);
+        assert_eq!(parse("0.0.0.0:53:53/udp").unwrap().host_ip, HostIp::AnyV4);
+    }
+
+    #[test]
+    fn ipv6_host_addresses_in_brackets() {
+        let p = parse("[::]:8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_first, p.ctr_first),
+            (HostIp::AnyV6, 8080, 80)
+        );
+        assert_eq!(p.to_string(), "[::]:8080->80/tcp");
+        let p = parse("[2001:db8::1]:9000-9001:90-91/udp").unwrap();
+        assert_eq!(p.host_ip, HostIp::Ip("2001:db8::1".parse().unwrap()));
+        assert_eq!(p.to_string(), "[2001:db8::1]:9000-9001->90-91/udp");
+        for spec in [
+            "[::]:8080:80",
+            "[2001:db8::1]:9000:90/udp",
+            "0.0.0.0:1:2",
+            "1:2",
+        ] {
+            let p = parse(spec).unwrap();
+            assert_eq!(parse(&p.canonical()).unwrap(), p, "{spec}");
+        }
+        assert!(err("[2001:db8::zz]:80:80").contains("host IP '[2001:db8::zz]'"));
+        assert!(err("2001:db8::1:80:80").contains("is not a port publish"));
+        assert!(err("[::1]80:80").contains("is not a port publish"));
+        assert!(
+            err("[::1]:80").contains("names no host or container port")
+                || err("[::1]:80").contains("is not a port publish")
+        );
+    }
+
+    #[test]
+    fn families_meet_only_on_their_own_addresses() {
+        let any = parse("8080:80").unwrap();
+        let v4 = parse("0.0.0.0:8080:80").unwrap();
+        let v6 = parse("[::]:8080:80").unwrap();
+        let one6 = parse("[2001:db8::1]:8080:80").unwrap();
+        assert!(any.overlaps(&v4) && any.overlaps(&v6) && any.overlaps(&one6));
+        assert!(!v4.overlaps(&v6) && !v4.overlaps(&one6));
+        assert!(v6.overlaps(&one6));
+        let listener = Listener {
+            proto: IPPROTO_TCP,
+            addr: Some("::1".parse().unwrap()),
+            port: 8080,
+        };
+        assert!(clashing_listener(&v6, std::slice::from_ref(&listener)).is_some());
+        assert!(clashing_listener(&v4, std::slice::from_ref(&listener)).is_none());
     }
 
     #[test]
@@ -306,11 +429,11 @@ mod tests {
             l[0],
             Listener {
                 proto: IPPROTO_TCP,
-                addr: Some(Ipv4Addr::LOCALHOST),
+                addr: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 port: 8080
             }
         );
-        assert_eq!(l[1].addr, None);
+        assert_eq!(l[1].addr, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
         let spec = parse("8080:80").unwrap();
         assert!(clashing_listener(&spec, &l).is_some());
         let spec = parse("198.51.100.1:8080:80").unwrap();

@@ -56,7 +56,15 @@ impl Datapath {
     pub fn publish(&mut self, spec: &str, to: Ctr) -> Vec<(PublishKey, PublishTarget)> {
         let spec = ebridge::publish::parse(spec)
             .unwrap_or_else(|e| panic!("test setup: bad publish spec {spec}: {e:#}"));
-        let addr = spec.host_ip.map_or([0; 4], |a| a.octets());
+        let addr = spec
+            .host_ip
+            .bindings()
+            .into_iter()
+            .find_map(|a| match a {
+                std::net::IpAddr::V4(a) => Some(a.octets()),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .expect("test setup: an IPv4 publish");
         let entries: Vec<_> = spec
             .ports()
             .map(|(host, ctr)| {

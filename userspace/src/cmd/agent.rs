@@ -5,7 +5,7 @@
 //! are replaced it reopens them, while they are gone it waits. One agent
 //! per bridge and network namespace.
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::fs::MetadataExt,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use ebridge_common::{
-    config::CONFIG_F_MASQUERADE,
+    config::{CONFIG_F_IPV6_MASQUERADE, CONFIG_F_MASQUERADE},
     fdb::FDB_F_LOCAL,
     maps::{MAP_CONFIG, PROG_ENDPOINT},
     nat::proto_label,
@@ -156,40 +156,66 @@ async fn on_change(bridge: &str, a: &mut Attached, change: Change) -> Result<()>
 }
 
 /// Node addresses: "published on every address" answers on them, native
-/// routing trusts their networks, and the uplink's is the masquerade
-/// address — when it changes, the datapath takes the new one and the flows
-/// on the old one go, as MASQUERADE flushes its conntrack entries.
+/// routing trusts their networks, and the uplink's are the masquerade
+/// addresses — when one changes, the datapath takes the new one and the
+/// flows on the old one go, as MASQUERADE flushes its conntrack entries.
 async fn sync_addresses(maps: &mut DatapathMaps, nl: &Netlink) -> Result<()> {
     let link_addrs = nl.ipv4_addresses().await?;
     let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
-    maps.sync_node_addrs(&addrs)?;
-    let mut cfg = maps.read_config()?;
+    let link_addrs6 = nl.ipv6_addresses().await?;
+    let addrs6: Vec<Ipv6Addr> = link_addrs6.iter().map(|(_, net)| net.addr()).collect();
+    maps.sync_node_addrs(&addrs, &addrs6)?;
+    let cfg = maps.read_config()?;
     let native = maps.native_cidrs()?;
     if !native.is_empty() {
         let subnet = ipnet::Ipv4Net::new(cfg.subnet_ipv4.into(), cfg.subnet_prefix_len as u8)?;
         maps.sync_native_nets(&native, &super::up::node_networks(&link_addrs, subnet))?;
     }
-    if cfg.flags & CONFIG_F_MASQUERADE == 0 {
+    if cfg.flags & CONFIG_F_MASQUERADE != 0 {
+        let on_uplink: Vec<Ipv4Addr> = link_addrs
+            .iter()
+            .filter(|a| a.link_index == cfg.uplink_ifindex)
+            .map(|a| a.net.addr())
+            .collect();
+        let old = Ipv4Addr::from(cfg.uplink_ipv4);
+        if !on_uplink.contains(&old) {
+            let new = on_uplink.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+            follow_uplink(maps, old.into(), new.into())?;
+        }
+    }
+    if cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0 {
+        let on_uplink: Vec<Ipv6Addr> = link_addrs6
+            .iter()
+            .filter(|(index, _)| *index == cfg.uplink_ifindex)
+            .map(|(_, net)| net.addr())
+            .collect();
+        let old = Ipv6Addr::from(cfg.uplink_ipv6);
+        if !on_uplink.contains(&old) {
+            let new = on_uplink.first().copied().unwrap_or(Ipv6Addr::UNSPECIFIED);
+            follow_uplink(maps, old.into(), new.into())?;
+        }
+    }
+    Ok(())
+}
+
+/// The uplink's masquerade address of one family went from `old` to `new`
+/// (unspecified: none left, so that family's new flows are dropped).
+fn follow_uplink(maps: &mut DatapathMaps, old: IpAddr, new: IpAddr) -> Result<()> {
+    if old == new {
         return Ok(());
     }
-    let on_uplink: Vec<Ipv4Addr> = link_addrs
-        .iter()
-        .filter(|a| a.link_index == cfg.uplink_ifindex)
-        .map(|a| a.net.addr())
-        .collect();
-    let old = Ipv4Addr::from(cfg.uplink_ipv4);
-    if on_uplink.contains(&old) {
-        return Ok(());
+    let mut cfg = maps.read_config()?;
+    match new {
+        IpAddr::V4(a) => cfg.uplink_ipv4 = a.octets(),
+        IpAddr::V6(a) => cfg.uplink_ipv6 = a.octets(),
     }
-    let new = on_uplink.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
-    cfg.uplink_ipv4 = new.octets();
     maps.config
         .set(0, cfg, 0)
         .context("cannot write the config map")?;
     let removed = if old.is_unspecified() {
         0
     } else {
-        nat::forget_address(maps, old.into())?
+        nat::forget_address(maps, old)?
     };
     log::info!(
         "uplink address {old} is gone; masquerading behind {new} now, {removed} NAT entries on {old} removed"

@@ -126,8 +126,12 @@ pub async fn add(bridge: &str, args: EndpointAddArgs) -> Result<()> {
         made.prefix_len,
         r.mac
     );
-    for spec in &r.publish {
-        println!("  published {spec}");
+    for spec in r
+        .publish
+        .iter()
+        .filter_map(|p| crate::publish::parse(p).ok())
+    {
+        println!("  published {}", super::publish::shown(&spec, r));
     }
     state::save(bridge, &st)
 }
@@ -247,7 +251,8 @@ async fn plan(
             ipam::format_mac(&mac)
         )));
     }
-    let publish = super::publish::validate(&args.publish, st, args.check_listeners)?;
+    let publish =
+        super::publish::validate(&args.publish, st, args.check_listeners, ipv6.is_some())?;
     let host_veth = match &args.host_veth {
         Some(name) => name.clone(),
         None => free_veth_name(bridge, &args.name, nl).await?,
@@ -341,7 +346,7 @@ async fn make(
     let result = wire(bridge, plan, cfg, maps, nl, &veth).await;
     if result.is_err() {
         for spec in &plan.publish {
-            let _ = super::publish::uninstall(maps, spec);
+            let _ = super::publish::uninstall(maps, r, spec);
         }
         let _ = datapath::detach_endpoint(bridge, &r.host_veth);
         let _ = forget(maps, veth.index, r.ipv4, r.ipv6, plan.mac);
@@ -552,7 +557,7 @@ pub async fn remove_endpoint(
             .iter()
             .filter_map(|p| crate::publish::parse(p).ok())
         {
-            super::publish::uninstall(maps, &spec)?;
+            super::publish::uninstall(maps, record, &spec)?;
         }
         datapath::detach_endpoint(bridge, &record.host_veth)?;
         crate::nat::forget_address(maps, record.ipv4.into())?;

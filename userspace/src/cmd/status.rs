@@ -137,7 +137,7 @@ pub async fn run(bridge: &str, json_out: bool) -> Result<()> {
         .iter()
         .map(|s| s.to_string())
         .chain(
-            ["host_connect4", "host_sendmsg4", "host_recvmsg4"]
+            ebridge_common::maps::HOST_PROGS
                 .iter()
                 .map(|p| format!("cgroup-{p}")),
         )

@@ -471,8 +471,14 @@ async fn bring_up_datapath(
     }
     let link_addrs = nl.ipv4_addresses().await?;
     let addrs: Vec<Ipv4Addr> = link_addrs.iter().map(|a| a.net.addr()).collect();
+    let addrs6: Vec<Ipv6Addr> = nl
+        .ipv6_addresses()
+        .await?
+        .iter()
+        .map(|(_, net)| net.addr())
+        .collect();
     let mut maps = DatapathMaps::open(&plan.bridge)?;
-    maps.sync_node_addrs(&addrs)?;
+    maps.sync_node_addrs(&addrs, &addrs6)?;
     if !plan.native_cidrs.is_empty() {
         maps.sync_native_nets(&plan.native_cidrs, &node_networks(&link_addrs, plan.subnet))?;
         // As Calico's blackhole routes for its pools: a node subnet whose

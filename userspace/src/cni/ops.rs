@@ -103,8 +103,14 @@ fn port_mappings(cfg: &NetworkConfig) -> Result<Vec<PublishSpec>, Error> {
                 }
             };
             let host_ip = match pm.custom.get("hostIP").and_then(|v| v.as_str()) {
-                // "" and 0.0.0.0 both mean every address.
-                Some(ip) if !ip.is_empty() && ip != "0.0.0.0" => format!("{ip}:"),
+                // "" and 0.0.0.0 both mean every address, as for portmap.
+                Some(ip) if !ip.is_empty() && ip != "0.0.0.0" => {
+                    if ip.contains(':') {
+                        format!("[{ip}]:")
+                    } else {
+                        format!("{ip}:")
+                    }
+                }
                 _ => String::new(),
             };
             let spec = format!("{host_ip}{}:{}/{proto}", pm.host_port, pm.container_port);
@@ -423,22 +429,20 @@ async fn check(env: &CniEnv, stdin: &[u8], cfg: &NetworkConfig) -> Result<(), Er
         )));
     }
     for spec in record.publish.iter().filter_map(|p| publish::parse(p).ok()) {
-        let addr = spec.host_ip.map_or([0; 4], |a| a.octets());
-        for (host, _) in spec.ports() {
-            let key = ebridge_common::nat::PublishKey {
-                addr,
-                port: host.to_be(),
-                proto: spec.proto,
-                _pad: 0,
-            };
-            match maps.publish.get(&key, 0) {
-                Ok(t) if t.ifindex == veth.index => {}
-                _ => {
-                    return Err(differs(format!(
-                        "published port {spec} is not in the datapath"
-                    )))
-                }
-            }
+        let mac = ep.mac;
+        let want = crate::cmd::publish::port_entries(&spec, record, veth.index, mac);
+        let v4_ok = want
+            .v4
+            .iter()
+            .all(|(k, t)| maps.publish.get(k, 0).ok().as_ref() == Some(t));
+        let v6_ok = want
+            .v6
+            .iter()
+            .all(|(k, t)| maps.publish6.get(k, 0).ok().as_ref() == Some(t));
+        if !(v4_ok && v6_ok) {
+            return Err(differs(format!(
+                "published port {spec} is not in the datapath"
+            )));
         }
     }
     if let Some(ipam) = &cfg.ipam {

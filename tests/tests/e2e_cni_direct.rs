@@ -367,6 +367,53 @@ fn ipam_is_delegated_to_host_local_and_released_by_del() {
 }
 
 #[test]
+fn ipam_ranges_with_ipv6_make_the_network_dual_stack() {
+    let lab = Lab::new();
+    let data = std::env::temp_dir().join(format!("{}-host-local6", lab.id));
+    let config = net_config(
+        &lab,
+        "1.0.0",
+        json!({ "ipam": {
+            "type": "host-local",
+            "ranges": [[{ "subnet": "10.78.0.0/24" }], [{ "subnet": "fd00:78::/64" }]],
+            "dataDir": data,
+        }}),
+    );
+    let ns = container_netns(&lab, "a");
+    let c = Call::new("ctr-ipam6", &ns);
+    let r = call_ok(&lab, "ADD", &c, &config);
+    let addrs: Vec<&str> = r["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .filter_map(|ip| ip["address"].as_str())
+        .collect();
+    let v6 = addrs
+        .iter()
+        .find(|a| a.starts_with("fd00:78::"))
+        .unwrap_or_else(|| panic!("no IPv6 address in {r}"))
+        .split('/')
+        .next()
+        .expect("address")
+        .to_string();
+    assert!(addrs.iter().any(|a| a.starts_with("10.78.0.")), "{r}");
+    let shown = lab.json(&["show", "config"]);
+    assert_eq!(shown["subnet_v6"], "fd00:78::/64", "{shown}");
+    assert_eq!(shown["gateway_v6"], "fd00:78::1", "{shown}");
+    // The container has host-local's address and reaches the gateway.
+    let name = netns_name(&ns).to_string();
+    let have = lab.exec_ok(&name, &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(have.contains(&format!("{v6}/64")), "{have}");
+    let ping = lab.exec(&name, &["ping", "-6", "-c", "1", "-W", "2", "fd00:78::1"]);
+    assert!(ping.status.success(), "{ping:?}");
+    let lease = data.join(format!("{}net", lab.id)).join(&v6);
+    assert!(lease.exists(), "host-local holds {v6}");
+    call_ok(&lab, "DEL", &c, &config);
+    assert!(!lease.exists(), "DEL released the IPv6 lease");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
 fn a_plugin_chained_after_ebridge_gets_a_valid_prev_result() {
     let lab = Lab::new();
     let netns = container_netns(&lab, "a");

@@ -75,9 +75,10 @@ fn down_leaves_no_trace_and_up_again_works() {
                 id
             })
             .collect();
-    // Two endpoints, the uplink's ingress and egress programs, and the three
-    // cgroup socket programs for host access to published ports.
-    assert_eq!(link_ids.len(), 7, "{link_ids:?}");
+    // Two endpoints, the uplink's ingress and egress programs, and the six
+    // cgroup socket programs (IPv4 and IPv6) for host access to published
+    // ports.
+    assert_eq!(link_ids.len(), 10, "{link_ids:?}");
 
     let out = lab.ebridge_ok(&["down"]);
     assert!(out.contains("2 endpoint(s) removed"), "{out}");

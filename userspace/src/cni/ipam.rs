@@ -5,12 +5,12 @@
 //! or error object passed on.
 use std::{
     io::Write as _,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     process::{Command, Stdio},
 };
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rscni_types::{
     error::Error,
     types::{CNIResult, ErrorResult},
@@ -23,6 +23,9 @@ use super::env::CniEnv;
 pub struct Lease {
     pub address: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
+    /// An IPv6 address too, when the plugin's ranges have one (the
+    /// host-local plugin with an IPv6 range set): the network is dual stack.
+    pub v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
 }
 
 fn find(plugin: &str, env: &CniEnv) -> Result<PathBuf, Error> {
@@ -100,8 +103,9 @@ fn exec(plugin: &str, command: &str, env: &CniEnv, config: &[u8]) -> Result<Vec<
     }
 }
 
-/// ADD: the plugin's first IPv4 address (results of every layout parse
-/// alike: the legacy one only adds `ips[].version`).
+/// ADD: the plugin's first IPv4 address, and its first IPv6 one if it
+/// gave one (results of every layout parse alike: the legacy one only
+/// adds `ips[].version`).
 pub fn add(plugin: &str, env: &CniEnv, config: &[u8]) -> Result<Lease, Error> {
     let out = exec(plugin, "ADD", env, config)?;
     let result: CNIResult = serde_json::from_slice(&out).map_err(|e| {
@@ -109,6 +113,16 @@ pub fn add(plugin: &str, env: &CniEnv, config: &[u8]) -> Result<Lease, Error> {
             "IPAM plugin {plugin} gave an unreadable result: {e}"
         ))
     })?;
+    let v6 = result.ips.iter().find_map(|ip| match ip.address {
+        IpNet::V6(address) => Some((
+            address,
+            match ip.gateway {
+                Some(std::net::IpAddr::V6(g)) => Some(g),
+                _ => None,
+            },
+        )),
+        IpNet::V4(_) => None,
+    });
     let lease = result.ips.iter().find_map(|ip| match ip.address {
         IpNet::V4(address) => Some(Lease {
             address,
@@ -116,6 +130,7 @@ pub fn add(plugin: &str, env: &CniEnv, config: &[u8]) -> Result<Lease, Error> {
                 Some(std::net::IpAddr::V4(g)) => Some(g),
                 _ => None,
             },
+            v6,
         }),
         IpNet::V6(_) => None,
     });
@@ -125,7 +140,7 @@ pub fn add(plugin: &str, env: &CniEnv, config: &[u8]) -> Result<Lease, Error> {
             // Give back whatever it reserved.
             let _ = exec(plugin, "DEL", env, config);
             Err(Error::InvalidNetworkConfig(format!(
-                "IPAM plugin {plugin} gave no IPv4 address; ebridge needs one per interface"
+                "IPAM plugin {plugin} gave no IPv4 address; ebridge needs one per interface (and takes an IPv6 one beside it)"
             )))
         }
     }

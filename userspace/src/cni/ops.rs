@@ -131,10 +131,14 @@ async fn attach(
     lease: Option<ipam::Lease>,
 ) -> Result<CNIResult, Error> {
     let mut req = cfg.up.clone();
-    if let Some(lease) = lease {
-        // The IPAM plugin's network is the bridge's.
+    if let Some(lease) = &lease {
+        // The IPAM plugin's networks are the bridge's.
         req.subnet = Some(lease.address.trunc().to_string());
         req.gateway = lease.gateway.map(|g| g.to_string());
+        if let Some((net6, gw6)) = lease.v6 {
+            req.subnet_v6 = Some(net6.trunc().to_string());
+            req.gateway_v6 = gw6.map(|g| g.to_string());
+        }
     }
     up::ensure(nl, &req).await.map_err(to_cni)?;
     let bridge = &req.bridge;
@@ -153,8 +157,11 @@ async fn attach(
     let request = endpoint::Request {
         name: endpoint_name(&env.container_id, &env.ifname),
         netns: Some(netns.to_path_buf()),
-        ip: lease.map(|l| l.address.addr()).or(wanted.ip),
-        ip6: wanted.ip6,
+        ip: lease.as_ref().map(|l| l.address.addr()).or(wanted.ip),
+        ip6: lease
+            .as_ref()
+            .and_then(|l| l.v6.map(|(net, _)| net.addr()))
+            .or(wanted.ip6),
         mac: wanted.mac,
         ifname: env.ifname.clone(),
         publish,

@@ -103,7 +103,8 @@ fn reply(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, now: u64) -> Result<Out
                 if owner == OWNER_OTHER_BRIDGE {
                     return Ok(Outcome::Pass(PASS_OTHER_BRIDGE));
                 }
-                if !node_flow::restore(ctx, ip, &ports, unsafe { &*entry }) {
+                let csum = L4Csum::for_proto(ip.proto, ip.l4_off);
+                if !node_flow::restore(ctx, csum, &ports, unsafe { (*entry).port }) {
                     return Err(DROP_REWRITE_FAILED);
                 }
                 return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use ebridge_common::{
     config::{BridgeConfig, CONFIG_F_IPV6, CONFIG_F_IPV6_MASQUERADE},
-    nat::{NatKeyOf, DIR_REPLY, OWNER_CONTAINER},
+    nat::{NatKeyOf, DIR_REPLY, OWNER_CONTAINER, OWNER_OTHER_BRIDGE},
     stats::*,
 };
 
@@ -17,7 +17,7 @@ use crate::{
     l4,
     maps::{CONFIG, ENDPOINTS, ENDPOINT_BY_IP6, NAT6},
     masquerade6::{self, is_icmp6_error},
-    publish,
+    node_flow, publish,
     revnat::Delivery,
     stats::{count, drop, pass},
 };
@@ -104,9 +104,18 @@ fn flow_in(ctx: &TcContext, ip: &Ipv6, now: u64) -> i32 {
     };
     let (entry, reason) = match NAT6.get_ptr_mut(key) {
         Some(entry) => {
-            if unsafe { (*entry).owner } != OWNER_CONTAINER {
-                // Another bridge's flow, or a node flow: not ours.
-                return pass(ctx, PASS_UPLINK_HOST);
+            let owner = unsafe { (*entry).owner };
+            if owner != OWNER_CONTAINER {
+                conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
+                if owner == OWNER_OTHER_BRIDGE {
+                    return pass(ctx, PASS_OTHER_BRIDGE);
+                }
+                // A node flow: its port back if it was moved, then the stack.
+                let csum = ipv6::l4_csum(ip.proto, ip.l4_off);
+                if !node_flow::restore(ctx, csum, &ports, unsafe { (*entry).port }) {
+                    return drop(ctx, DROP_REWRITE_FAILED);
+                }
+                return pass(ctx, PASS_NODE_FLOW_IN);
             }
             if ip.hop_limit <= 1 {
                 return drop(ctx, DROP_TTL_EXCEEDED);

@@ -71,12 +71,18 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     match packet::ether_type(eth) {
-        ETH_P_IPV4 if cfg.flags & CONFIG_F_MASQUERADE != 0 => {}
-        ETH_P_IPV6 if cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0 => {
-            return leak_guard6(&ctx, cfg);
-        }
-        _ => return TC_ACT_UNSPEC,
+        ETH_P_IPV4 if cfg.flags & CONFIG_F_MASQUERADE != 0 => egress4(ctx),
+        ETH_P_IPV6 if cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0 => egress6(ctx),
+        _ => TC_ACT_UNSPEC,
     }
+}
+
+/// Out of line per family, as on ingress.
+#[inline(never)]
+fn egress4(ctx: TcContext) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
     let Ok(hdr) = packet::ipv4(&ctx) else {
         return TC_ACT_UNSPEC;
     };
@@ -88,11 +94,9 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
     if !ipv4::ipv4_eq(&src, &cfg.uplink_ipv4) {
         return TC_ACT_UNSPEC;
     }
-    let mark = unsafe { (*ctx.skb.skb).mark };
-    if mark == bridge_mark(cfg.bridge_ifindex) {
+    let Some(other_bridge) = node_or_other_bridge(&ctx, cfg) else {
         return TC_ACT_UNSPEC;
-    }
-    let other_bridge = mark & MARK_MAGIC_MASK == MARK_MAGIC;
+    };
     let Ok(ip) = ipv4::parse(&ctx) else {
         return TC_ACT_UNSPEC;
     };
@@ -101,14 +105,41 @@ pub fn uplink_egress(ctx: TcContext) -> i32 {
 }
 
 /// IPv6 with a container source never leaves un-NATed while IPv6
-/// masquerade is on.
-#[inline(always)]
-fn leak_guard6(ctx: &TcContext, cfg: &BridgeConfig) -> i32 {
-    let Ok(hdr) = packet::ipv6(ctx) else {
+/// masquerade is on; the node's flows from the IPv6 masquerade address
+/// are held as IPv4's are.
+#[inline(never)]
+fn egress6(ctx: TcContext) -> i32 {
+    let Some(cfg) = CONFIG.get(0) else {
         return TC_ACT_UNSPEC;
     };
-    if ipv6::in_subnet(unsafe { &(*hdr).src_addr }, cfg) {
-        return drop(ctx, DROP_LEAK);
+    let Ok(hdr) = packet::ipv6(&ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    let src = unsafe { &(*hdr).src_addr };
+    if ipv6::in_subnet(src, cfg) {
+        return drop(&ctx, DROP_LEAK);
     }
-    TC_ACT_UNSPEC
+    if !ipv6::ipv6_eq(src, &cfg.uplink_ipv6) {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(other_bridge) = node_or_other_bridge(&ctx, cfg) else {
+        return TC_ACT_UNSPEC;
+    };
+    let Ok(ip) = ipv6::parse(&ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    node_flow::leaving6(&ctx, cfg, &ip, other_bridge, now)
+}
+
+/// Who sent a packet from the masquerade address: None for this bridge's
+/// own translated packets (nothing to hold), else whether another bridge
+/// (true) or the node (false).
+#[inline(always)]
+fn node_or_other_bridge(ctx: &TcContext, cfg: &BridgeConfig) -> Option<bool> {
+    let mark = unsafe { (*ctx.skb.skb).mark };
+    if mark == bridge_mark(cfg.bridge_ifindex) {
+        return None;
+    }
+    Some(mark & MARK_MAGIC_MASK == MARK_MAGIC)
 }

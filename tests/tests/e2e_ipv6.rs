@@ -468,3 +468,61 @@ fn fragmented_udp_and_ping_cross_the_nat_both_ways() {
         "the capture saw only {ours} masqueraded packets"
     );
 }
+
+/// From local port `sport`, `n` tagged UDP requests to the outside's
+/// echo on `port`, each answered by its own; prints "ok N".
+fn udp6_client(netns: &str, sport: u16, port: u16, tag: &str, n: u32) -> ebridge_tests::procs::Bg {
+    let script = format!(
+        "import socket, time\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.bind(('::', {sport}))\ns.settimeout(2)\nok=0\n\
+         for i in range({n}):\n    m=('{tag}-%d' % i).encode()\n    s.sendto(m, ('{OUTSIDE_IP6}', {port}))\n\
+         \x20   r, a = s.recvfrom(2048)\n    assert r == m, (r, m)\n    ok += 1\n    time.sleep(0.05)\n\
+         print('ok', ok)\n"
+    );
+    ebridge_tests::procs::Bg::python(netns, &script)
+}
+
+#[test]
+fn the_node_and_a_container_share_a_source_port_over_ipv6_in_both_orders() {
+    let lab = dual(&[]);
+    let c = lab.endpoint("c", &[]);
+    let echo = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('{OUTSIDE_IP6}', 5353))\n\
+         while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(d, a)\n"
+    );
+    let _echo = ebridge_tests::procs::Bg::python(&lab.outside, &echo);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let done = |client: ebridge_tests::procs::Bg, n: u32, who: &str| {
+        let (success, out, err) = client.wait_output();
+        assert!(success, "{who}: {out}{err}");
+        assert_eq!(out.trim(), format!("ok {n}"), "{who}: {err}");
+    };
+
+    // Container first: its flow keeps port 40000; the node's is moved.
+    let ctr = udp6_client(&c, 40000, 5353, "ctr", 40);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let node = udp6_client(&lab.node, 40000, 5353, "node", 30);
+    done(node, 30, "node after container");
+    done(ctr, 40, "container before node");
+    assert!(lab.packets("node-port-moved") > 0, "{:?}", lab.stats());
+
+    // Node first: its tuple is held; the container gets another port.
+    let node = udp6_client(&lab.node, 40001, 5353, "node", 40);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ctr = udp6_client(&c, 40001, 5353, "ctr", 30);
+    done(ctr, 30, "container after node");
+    done(node, 40, "node before container");
+
+    let flows = lab.json(&["show", "nat"]);
+    let flows = flows.as_array().expect("flows");
+    let from = |owner: &str, port: u64| {
+        flows
+            .iter()
+            .find(|f| f["owner"] == owner && f["sport"] == port && f["dport"] == 5353)
+            .unwrap_or_else(|| panic!("no {owner} flow from {port}: {flows:?}"))
+            .clone()
+    };
+    assert_eq!(from("container", 40000)["nat_sport"], 40000);
+    assert_eq!(from("node", 40001)["nat_sport"], 40001);
+    assert_ne!(from("container", 40001)["nat_sport"], 40001);
+}

@@ -526,3 +526,15 @@ fn the_node_and_a_container_share_a_source_port_over_ipv6_in_both_orders() {
     assert_eq!(from("node", 40001)["nat_sport"], 40001);
     assert_ne!(from("container", 40001)["nat_sport"], 40001);
 }
+
+#[test]
+fn with_xdp_on_the_uplink_ipv6_goes_on_to_tc_and_is_masqueraded() {
+    let lab = dual(&["--xdp", "generic"]);
+    let a = lab.endpoint("a", &[]);
+    let to_tc = lab.packets("xdp-pass-to-tc");
+    assert!(ping6(&lab, &a, OUTSIDE_IP6), "no ping through the NAT");
+    tcp_transfer_checked(&lab, &lab.outside.clone(), &a, OUTSIDE_IP6, 20);
+    // XDP un-NATs IPv4 only: IPv6 replies were handed to TC, which did it.
+    assert!(lab.packets("xdp-pass-to-tc") - to_tc > 100);
+    assert!(lab.packets("revnat-in") > 100);
+}

@@ -538,3 +538,30 @@ fn with_xdp_on_the_uplink_ipv6_goes_on_to_tc_and_is_masqueraded() {
     assert!(lab.packets("xdp-pass-to-tc") - to_tc > 100);
     assert!(lab.packets("revnat-in") > 100);
 }
+
+#[test]
+fn up_holds_the_nodes_ipv6_connections_that_already_exist() {
+    let lab = Lab::new_dual();
+    let server = format!(
+        "import socket, time\ns=socket.socket(socket.AF_INET6)\ns.bind(('{OUTSIDE_IP6}', 7001))\ns.listen(1)\n\
+         c, _ = s.accept()\ntime.sleep(20)\n"
+    );
+    let _server = ebridge_tests::procs::Bg::python(&lab.outside, &server);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let client = format!(
+        "import socket, time\nc=socket.create_connection(('{OUTSIDE_IP6}', 7001))\nprint(c.getsockname()[1], flush=True)\ntime.sleep(20)\n"
+    );
+    let _client = ebridge_tests::procs::Bg::python(&lab.node, &client);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.ebridge_ok(&["up", "--subnet", "172.17.0.0/16", "--subnet-v6", SUBNET6]);
+    let flows = lab.json(&["show", "nat"]);
+    let held = flows
+        .as_array()
+        .expect("flows")
+        .iter()
+        .find(|f| f["owner"] == "node" && f["proto"] == "tcp" && f["dport"] == 7001)
+        .cloned();
+    let held = held.unwrap_or_else(|| panic!("the node's connection is not held: {flows}"));
+    assert_eq!(held["state"], "ESTABLISHED", "{held}");
+    assert_eq!(held["nat_src"], NODE_UPLINK_IP6, "{held}");
+}

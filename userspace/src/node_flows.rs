@@ -3,11 +3,11 @@
 //! container could claim an idle one's tuple first. `up` holds them all at
 //! once from the node's socket table, as the kernel's conntrack already
 //! knows them when MASQUERADE is added.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Result;
 use ebridge_common::nat::{
-    NatEntry, NatKey, CT_CLOSING, CT_ESTABLISHED, CT_FIN_WAIT, CT_NEW, CT_SYN_SENT, DIR_REPLY,
+    NatEntryOf, NatKeyOf, CT_CLOSING, CT_ESTABLISHED, CT_FIN_WAIT, CT_NEW, CT_SYN_SENT, DIR_REPLY,
     IPPROTO_TCP, NAT_F_REPLIED, OWNER_NODE,
 };
 
@@ -19,45 +19,60 @@ use crate::{
 /// `BPF_NOEXIST` (aya has no name for the update flags).
 const BPF_NOEXIST: u64 = 1;
 
-/// Holds the tuple of every connected socket of the node on `uplink_ip`.
-/// Returns how many were held.
-pub fn hold_existing(maps: &mut DatapathMaps, uplink_ip: Ipv4Addr, now_ns: u64) -> Result<usize> {
+/// Holds the tuple of every connected socket of the node on the uplink's
+/// masquerade addresses (`uplink_ip6`: the IPv6 one, when IPv6 is
+/// masqueraded). Returns how many were held.
+pub fn hold_existing(
+    maps: &mut DatapathMaps,
+    uplink_ip: Ipv4Addr,
+    uplink_ip6: Option<Ipv6Addr>,
+    now_ns: u64,
+) -> Result<usize> {
     let mut held = 0;
     for socket in proc_net::sockets()? {
-        let Some((key, entry)) = reservation(&socket, uplink_ip, now_ns) else {
-            continue;
-        };
         // BPF_NOEXIST: a flow the datapath already holds stays as it is.
-        if maps.nat.insert(key, entry, BPF_NOEXIST).is_ok() {
-            held += 1;
-        }
+        let inserted = match (socket.local_addr, socket.remote_addr) {
+            (Addr::V4(l), Addr::V4(r)) if l == uplink_ip => {
+                reservation(&socket, l.octets(), r.octets(), now_ns)
+                    .is_some_and(|(k, e)| maps.nat.insert(k, e, BPF_NOEXIST).is_ok())
+            }
+            (Addr::V6(l), Addr::V6(r)) if Some(l) == uplink_ip6 => {
+                reservation(&socket, l.octets(), r.octets(), now_ns)
+                    .is_some_and(|(k, e)| maps.nat6.insert(k, e, BPF_NOEXIST).is_ok())
+            }
+            _ => false,
+        };
+        held += usize::from(inserted);
     }
     Ok(held)
 }
 
-/// The reservation the egress program would make for `socket`'s flow.
-fn reservation(s: &Socket, uplink_ip: Ipv4Addr, now_ns: u64) -> Option<(NatKey, NatEntry)> {
-    let (Addr::V4(local), Addr::V4(remote)) = (s.local_addr, s.remote_addr) else {
-        return None;
-    };
-    if local != uplink_ip || remote.is_unspecified() || s.remote_port == 0 {
+/// The reservation the egress program would make for `s`'s flow from
+/// `local` (the uplink's address) to `remote`.
+fn reservation<A: Copy + Default + PartialEq>(
+    s: &Socket,
+    local: A,
+    remote: A,
+    now_ns: u64,
+) -> Option<(NatKeyOf<A>, NatEntryOf<A>)> {
+    if remote == A::default() || s.remote_port == 0 {
         return None;
     }
     if s.proto == IPPROTO_TCP && matches!(s.state, proc_net::TCP_LISTEN | proc_net::TCP_CLOSE) {
         return None;
     }
-    let key = NatKey {
-        saddr: remote.octets(),
-        daddr: local.octets(),
+    let key = NatKeyOf {
+        saddr: remote,
+        daddr: local,
         sport: s.remote_port.to_be(),
         dport: s.local_port.to_be(),
         proto: s.proto,
         dir: DIR_REPLY,
         _pad: [0; 2],
     };
-    let entry = NatEntry {
+    let entry = NatEntryOf {
         owner: OWNER_NODE,
-        addr: local.octets(),
+        addr: local,
         port: s.local_port.to_be(),
         state: if s.proto == IPPROTO_TCP {
             tcp_state(s.state)
@@ -67,7 +82,7 @@ fn reservation(s: &Socket, uplink_ip: Ipv4Addr, now_ns: u64) -> Option<(NatKey, 
         flags: NAT_F_REPLIED,
         created_ns: now_ns,
         last_seen_ns: now_ns,
-        ..NatEntry::default()
+        ..NatEntryOf::default()
     };
     Some((key, entry))
 }
@@ -87,7 +102,7 @@ fn tcp_state(socket_state: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebridge_common::nat::IPPROTO_UDP;
+    use ebridge_common::nat::{NatEntry, NatKey, IPPROTO_UDP};
 
     fn socket(
         proto: u8,
@@ -107,11 +122,37 @@ mod tests {
         }
     }
 
+    /// What `hold_existing` asks of a socket on the uplink's IPv4 address.
+    fn held(s: &Socket, up: Ipv4Addr) -> Option<(NatKey, NatEntry)> {
+        match (s.local_addr, s.remote_addr) {
+            (Addr::V4(l), Addr::V4(r)) if l == up => reservation(s, l.octets(), r.octets(), 7),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn holds_ipv6_flows_in_their_own_layout() {
+        let local: Ipv6Addr = "2001:db8:51::1".parse().unwrap();
+        let remote: Ipv6Addr = "2001:db8:52::2".parse().unwrap();
+        let s = Socket {
+            proto: IPPROTO_TCP,
+            local_addr: Addr::V6(local),
+            local_port: 42000,
+            remote_addr: Addr::V6(remote),
+            remote_port: 443,
+            state: 1,
+        };
+        let (key, entry) = reservation(&s, local.octets(), remote.octets(), 7).expect("held");
+        assert_eq!((key.saddr, key.daddr), (remote.octets(), local.octets()));
+        assert_eq!(u16::from_be(key.dport), 42000);
+        assert_eq!((entry.owner, entry.addr), (OWNER_NODE, local.octets()));
+    }
+
     #[test]
     fn holds_connected_sockets_on_the_uplink_address_only() {
         let up = Ipv4Addr::new(198, 51, 100, 1);
         let live = socket(IPPROTO_TCP, up.octets(), 42000, [203, 0, 113, 10], 179, 1);
-        let (key, entry) = reservation(&live, up, 7).expect("held");
+        let (key, entry) = held(&live, up).expect("held");
         assert_eq!(key.saddr, [203, 0, 113, 10]);
         assert_eq!(u16::from_be(key.sport), 179);
         assert_eq!(u16::from_be(key.dport), 42000);
@@ -119,12 +160,9 @@ mod tests {
         assert_eq!((entry.owner, entry.port), (OWNER_NODE, key.dport));
         assert_eq!(entry.state, CT_ESTABLISHED);
         let closing = socket(IPPROTO_TCP, up.octets(), 42001, [203, 0, 113, 10], 179, 6);
-        assert_eq!(
-            reservation(&closing, up, 7).expect("held").1.state,
-            CT_CLOSING
-        );
+        assert_eq!(held(&closing, up).expect("held").1.state, CT_CLOSING);
         let dns = socket(IPPROTO_UDP, up.octets(), 40000, [203, 0, 113, 53], 53, 1);
-        assert!(reservation(&dns, up, 7).is_some());
+        assert!(held(&dns, up).is_some());
         let listening = socket(
             IPPROTO_TCP,
             up.octets(),
@@ -133,10 +171,10 @@ mod tests {
             0,
             proc_net::TCP_LISTEN,
         );
-        assert!(reservation(&listening, up, 7).is_none());
+        assert!(held(&listening, up).is_none());
         let other_addr = socket(IPPROTO_TCP, [10, 0, 0, 1], 42000, [203, 0, 113, 10], 179, 1);
-        assert!(reservation(&other_addr, up, 7).is_none());
+        assert!(held(&other_addr, up).is_none());
         let unconnected_udp = socket(IPPROTO_UDP, up.octets(), 5353, [0; 4], 0, 7);
-        assert!(reservation(&unconnected_udp, up, 7).is_none());
+        assert!(held(&unconnected_udp, up).is_none());
     }
 }

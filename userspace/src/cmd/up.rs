@@ -489,7 +489,16 @@ async fn bring_up_datapath(
         }
     }
     if plan.masquerade {
-        crate::node_flows::hold_existing(&mut maps, uplink_ip, super::show::monotonic_ns())?;
+        let uplink_ip6 = (plan.v6.is_some()
+            && !uplink_ip6.is_unspecified()
+            && cfg.flags & CONFIG_F_IPV6_MASQUERADE != 0)
+            .then_some(uplink_ip6);
+        crate::node_flows::hold_existing(
+            &mut maps,
+            uplink_ip,
+            uplink_ip6,
+            super::show::monotonic_ns(),
+        )?;
     }
     Ok(())
 }

@@ -338,3 +338,29 @@ pub fn http_get(netns: &str, url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// From local port `sport`, `n` tagged UDP requests to `server`:`port`
+/// (either family), each to be answered by its own echo; the client prints
+/// "ok N" (`assert_answered` checks it).
+pub fn udp_requests(netns: &str, sport: u16, server: &str, port: u16, tag: &str, n: u32) -> Bg {
+    let (family, any) = if server.contains(':') {
+        ("AF_INET6", "::")
+    } else {
+        ("AF_INET", "0.0.0.0")
+    };
+    let script = format!(
+        "import socket, time\ns=socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+         s.bind(('{any}', {sport}))\ns.settimeout(2)\nok=0\n\
+         for i in range({n}):\n    m=('{tag}-%d' % i).encode()\n    s.sendto(m, ('{server}', {port}))\n\
+         \x20   r, a = s.recvfrom(2048)\n    assert r == m, (r, m)\n    ok += 1\n    time.sleep(0.05)\n\
+         print('ok', ok)\n"
+    );
+    Bg::python(netns, &script)
+}
+
+/// Waits for a `udp_requests` client: all `n` answered.
+pub fn assert_answered(client: Bg, n: u32, who: &str) {
+    let (success, out, err) = client.wait_output();
+    assert!(success, "{who}: {out}{err}");
+    assert_eq!(out.trim(), format!("ok {n}"), "{who}: {err}");
+}

@@ -469,19 +469,6 @@ fn fragmented_udp_and_ping_cross_the_nat_both_ways() {
     );
 }
 
-/// From local port `sport`, `n` tagged UDP requests to the outside's
-/// echo on `port`, each answered by its own; prints "ok N".
-fn udp6_client(netns: &str, sport: u16, port: u16, tag: &str, n: u32) -> ebridge_tests::procs::Bg {
-    let script = format!(
-        "import socket, time\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
-         s.bind(('::', {sport}))\ns.settimeout(2)\nok=0\n\
-         for i in range({n}):\n    m=('{tag}-%d' % i).encode()\n    s.sendto(m, ('{OUTSIDE_IP6}', {port}))\n\
-         \x20   r, a = s.recvfrom(2048)\n    assert r == m, (r, m)\n    ok += 1\n    time.sleep(0.05)\n\
-         print('ok', ok)\n"
-    );
-    ebridge_tests::procs::Bg::python(netns, &script)
-}
-
 #[test]
 fn the_node_and_a_container_share_a_source_port_over_ipv6_in_both_orders() {
     let lab = dual(&[]);
@@ -492,10 +479,9 @@ fn the_node_and_a_container_share_a_source_port_over_ipv6_in_both_orders() {
     );
     let _echo = ebridge_tests::procs::Bg::python(&lab.outside, &echo);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let done = |client: ebridge_tests::procs::Bg, n: u32, who: &str| {
-        let (success, out, err) = client.wait_output();
-        assert!(success, "{who}: {out}{err}");
-        assert_eq!(out.trim(), format!("ok {n}"), "{who}: {err}");
+    use ebridge_tests::procs::{assert_answered as done, udp_requests};
+    let udp6_client = |netns: &str, sport, port, tag: &str, n| {
+        udp_requests(netns, sport, OUTSIDE_IP6, port, tag, n)
     };
 
     // Container first: its flow keeps port 40000; the node's is moved.

@@ -7,26 +7,11 @@ use std::{thread, time::Duration};
 
 use ebridge_tests::{
     lab::{Lab, SERVER_IP},
-    procs::{udp_echo, Agent, Bg, PY},
+    procs::{assert_answered, udp_echo, udp_requests, Agent, Bg, PY},
 };
 
-/// From local port `sport`, `n` tagged requests to SERVER_IP:`port`, each
-/// answered by its own echo; prints "ok N" or fails.
 fn udp_client(netns: &str, sport: u16, port: u16, tag: &str, n: u32) -> Bg {
-    let script = format!(
-        "import socket, time\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('0.0.0.0', {sport}))\ns.settimeout(2)\nok=0\n\
-         for i in range({n}):\n    m=('{tag}-%d' % i).encode()\n    s.sendto(m, ('{SERVER_IP}', {port}))\n\
-         \x20   r, a = s.recvfrom(2048)\n    assert r == m, (r, m)\n    ok += 1\n    time.sleep(0.05)\n\
-         print('ok', ok)\n"
-    );
-    Bg::python(netns, &script)
-}
-
-fn assert_ok(client: Bg, n: u32, who: &str) {
-    let (success, out, err) = client.wait_output();
-    assert!(success, "{who}: {out}{err}");
-    assert_eq!(out.trim(), format!("ok {n}"), "{who}: {err}");
+    udp_requests(netns, sport, SERVER_IP, port, tag, n)
 }
 
 #[test]
@@ -40,16 +25,16 @@ fn same_udp_source_port_from_a_container_and_the_node_in_both_orders() {
     let ctr = udp_client(&c, 40000, 5353, "ctr", 40);
     thread::sleep(Duration::from_millis(300));
     let node = udp_client(&lab.node, 40000, 5353, "node", 30);
-    assert_ok(node, 30, "node after container");
-    assert_ok(ctr, 40, "container before node");
+    assert_answered(node, 30, "node after container");
+    assert_answered(ctr, 40, "container before node");
     assert!(lab.packets("node-port-moved") > 0, "{:?}", lab.stats());
 
     // Node first: its tuple is held; the container gets another port.
     let node = udp_client(&lab.node, 40001, 5353, "node", 40);
     thread::sleep(Duration::from_millis(300));
     let ctr = udp_client(&c, 40001, 5353, "ctr", 30);
-    assert_ok(ctr, 30, "container after node");
-    assert_ok(node, 40, "node before container");
+    assert_answered(ctr, 30, "container after node");
+    assert_answered(node, 40, "node before container");
 
     let flows = lab.json(&["show", "nat"]);
     let flows = flows.as_array().expect("flows");
@@ -100,14 +85,14 @@ fn same_tcp_source_port_from_a_container_and_the_node() {
     let ctr = tcp_client(&c, 42000, 8080, "ctr", 40);
     thread::sleep(Duration::from_millis(300));
     let node = tcp_client(&lab.node, 42000, 8080, "node", 30);
-    assert_ok(node, 30, "node connection while the container's is open");
-    assert_ok(ctr, 40, "container connection");
+    assert_answered(node, 30, "node connection while the container's is open");
+    assert_answered(ctr, 40, "container connection");
 
     let node = tcp_client(&lab.node, 42001, 8080, "node", 40);
     thread::sleep(Duration::from_millis(300));
     let ctr = tcp_client(&c, 42001, 8080, "ctr", 30);
-    assert_ok(ctr, 30, "container connection while the node's is open");
-    assert_ok(node, 40, "node connection");
+    assert_answered(ctr, 30, "container connection while the node's is open");
+    assert_answered(node, 40, "node connection");
 }
 
 /// `n` queries, each from a fresh socket (a fresh ephemeral port, as a
@@ -145,8 +130,8 @@ fn resolver_traffic_from_a_container_and_the_node_at_once_loses_nothing() {
         let (held0, moved0) = (lab.packets("node-flow-out"), lab.packets("node-port-moved"));
         let ctr = resolver_client(&c, 5300, "ctr", 300);
         let node = resolver_client(&lab.node, 5300, "node", 300);
-        assert_ok(ctr, 300, "container queries");
-        assert_ok(node, 300, "node queries");
+        assert_answered(ctr, 300, "container queries");
+        assert_answered(node, 300, "node queries");
         assert_eq!(lab.packets("drop-nat-no-port"), 0);
         let held = lab.packets("node-flow-out") - held0;
         moved = lab.packets("node-port-moved") - moved0;

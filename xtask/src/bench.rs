@@ -6,6 +6,9 @@
 //! (routing.rs); built in network namespaces, measured in one run
 //! with the setups interleaved, reported as medians, spreads and ratios
 //! against the targets, with a table on stdout and JSON in target/bench/.
+//! A sixth (monitor.rs) compares ebridge with itself: its monitor hooks
+//! compiled in and out, a monitor attached during a drop storm, and
+//! metrics scrapes with a million NAT entries.
 mod agent;
 mod aim;
 mod bare;
@@ -21,6 +24,7 @@ mod linux_bridge;
 mod mapmem;
 mod measure;
 mod metric;
+mod monitor;
 mod natmap;
 mod observe;
 mod proc;
@@ -62,7 +66,9 @@ enum Which {
     Cni,
     /// Pod to pod across two nodes: native routing vs host-gw and plain routing.
     Routing,
-    /// All five, one after the other.
+    /// ebridge with itself: monitor hooks compiled in vs out, a monitor during a drop storm, metrics scrapes with 1M NAT entries.
+    Monitor,
+    /// All six, one after the other.
     All,
 }
 
@@ -96,8 +102,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Publish => vec![Scenario::Publish],
         Which::Cni => vec![Scenario::Cni],
         Which::Routing => vec![Scenario::Routing],
+        Which::Monitor => Vec::new(),
         Which::All => Scenario::ALL.to_vec(),
     };
+    let with_monitor = matches!(args.scenario, Which::Monitor | Which::All);
     for tool in [
         "nsenter",
         "iptables",
@@ -149,8 +157,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             };
             (reps as usize + 1) * rounds::per_round(s) * (secs as usize + 1) + churn + lifecycle
         })
-        .sum();
-    let keys: Vec<&str> = scenarios.iter().map(|s| s.key()).collect();
+        .sum::<usize>()
+        + if with_monitor {
+            monitor::nominal_secs(reps, secs, args.quick)
+        } else {
+            0
+        };
+    let mut keys: Vec<&str> = scenarios.iter().map(|s| s.key()).collect();
+    if with_monitor {
+        keys.push(monitor::KEY);
+    }
     println!(
         "bench {run_id}: {} with {reps} reps of {secs} s (+1 warm-up round), about {} min of measuring",
         keys.join(", "),
@@ -169,6 +185,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             eprintln!("bench: {} failed: {e:#}", scenario.key());
             failed.push(scenario.key());
+        }
+    }
+    if with_monitor {
+        if let Err(e) = monitor::run(&ctx, reps, &run_id, args.quick) {
+            if signal::interrupted() {
+                return Err(
+                    e.context("interrupted; every namespace and pin of this run was removed")
+                );
+            }
+            eprintln!("bench: {} failed: {e:#}", monitor::KEY);
+            failed.push(monitor::KEY);
         }
     }
     println!(

@@ -25,7 +25,7 @@ fn open(bridge: &str) -> Result<NatMap> {
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads, so the
 /// synthetic flows look as fresh as real ones to `show nat` and the agent.
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     // SAFETY: a valid out-pointer to a zeroed timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

@@ -29,8 +29,25 @@ pub const QUIET_WAIT: Duration = Duration::from_secs(5);
 /// Extra time (waiting and measuring again) a run may spend on disturbed
 /// samples: a quarter of the nominal run time. After that, disturbed samples are
 /// kept and flagged in the report.
-struct Patience {
+pub struct Patience {
     left: Duration,
+}
+
+impl Patience {
+    /// A quarter of `nominal`, the undisturbed time of what it covers.
+    pub fn new(nominal: Duration) -> Self {
+        Patience { left: nominal / 4 }
+    }
+
+    /// What is left to spend on measuring again.
+    pub fn left(&self) -> Duration {
+        self.left
+    }
+
+    /// Takes the time a wait and another attempt cost.
+    pub fn spend(&mut self, d: Duration) {
+        self.left = self.left.saturating_sub(d);
+    }
 }
 
 /// Measurements of one round: (measurement, setup) pairs the scenario
@@ -65,7 +82,7 @@ pub fn measure_all(
     let mut invalid = Vec::new();
     let nominal =
         Duration::from_secs(u64::from(ctx.secs) + 1) * (reps * per_round(scenario) as u32);
-    let mut patience = Patience { left: nominal / 4 };
+    let mut patience = Patience::new(nominal);
     let mut runs = Vec::new();
     for round in 0..=reps {
         let warmup = round == 0;
@@ -149,18 +166,18 @@ pub fn measure_all(
     Ok((results, runs, invalid))
 }
 
-struct Sample {
-    outcome: measure::Outcome,
+pub struct Sample {
+    pub outcome: measure::Outcome,
     /// Of the kept attempt.
-    foreign_share: f64,
+    pub foreign_share: f64,
     /// How many were made.
-    attempts: u32,
+    pub attempts: u32,
     /// CPU the measured setup's agent used during the kept attempt.
-    agent_cpu_secs: Option<f64>,
+    pub agent_cpu_secs: Option<f64>,
     /// Counter deltas against what the tools counted.
-    evidence: Value,
+    pub evidence: Value,
     /// Why the kept attempt does not give its figure (empty: it does).
-    problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
 /// Measures until other processes stayed quiet (or MAX_ATTEMPTS, or the
@@ -172,6 +189,26 @@ fn measure_undisturbed(
     warmup: bool,
     patience: &mut Patience,
 ) -> Result<Sample> {
+    let what = format!("{} on {}", m.key(), t.setup.key());
+    let new_flows = m == Measurement::TcpCrr;
+    measure_undisturbed_with(&what, t, new_flows, warmup, patience, ctx.secs, || {
+        run_with_retry(m, t, ctx)
+    })
+}
+
+/// The same for any way of taking a sample of `t` (`run`, which may do
+/// more around a measurement: the monitor scenario's storm and monitor),
+/// its evidence checked as every sample's; `new_flows`: each unit the
+/// tools counted was a new connection. `secs`: what an attempt costs.
+pub fn measure_undisturbed_with(
+    what: &str,
+    t: &Topology,
+    new_flows: bool,
+    warmup: bool,
+    patience: &mut Patience,
+    secs: u32,
+    mut run: impl FnMut() -> Result<measure::Outcome>,
+) -> Result<Sample> {
     let mut best: Option<Sample> = None;
     let mut made = 0;
     loop {
@@ -179,7 +216,7 @@ fn measure_undisturbed(
         let counters_before = evidence::snapshot(t)?;
         let agent_before = t.agent.as_deref().map(|a| a.cpu_secs());
         let before = cpu::snapshot()?;
-        let outcome = run_with_retry(m, t, ctx);
+        let outcome = run();
         let foreign_share = cpu::foreign_share(&before, &cpu::snapshot()?);
         let agent_cpu_secs = t
             .agent
@@ -190,7 +227,7 @@ fn measure_undisturbed(
         let counters_after = evidence::snapshot(t)?;
         let (evidence, mut problems) = evidence::check(
             t,
-            m == Measurement::TcpCrr,
+            new_flows,
             outcome.carried,
             outcome.carried_bytes,
             &counters_before,
@@ -226,21 +263,17 @@ fn measure_undisturbed(
             break;
         }
         if lossy {
-            eprintln!("  {} on {}: {why}; measuring again", m.key(), t.setup.key());
+            eprintln!("  {what}: {why}; measuring again");
         } else {
             eprintln!(
-                "  {} on {}: other processes used {:.0}% of the CPU meanwhile; measuring again",
-                m.key(),
-                t.setup.key(),
+                "  {what}: other processes used {:.0}% of the CPU meanwhile; measuring again",
                 foreign_share * 100.0
             );
         }
         let waited = Instant::now();
         cpu::wait_for_quiet(DISTURBED_SHARE, QUIET_WAIT)?;
         // The wait and the next attempt come out of the run's patience.
-        patience.left = patience
-            .left
-            .saturating_sub(waited.elapsed() + Duration::from_secs(ctx.secs.into()));
+        patience.spend(waited.elapsed() + Duration::from_secs(secs.into()));
     }
     let mut sample = best.context("no attempt was made")?;
     sample.attempts = made;

@@ -6,13 +6,15 @@
 //! bound, so the bench starts the client only when the server listens;
 //! every mode that measures prints one JSON line on stdout.
 mod http_churn;
+mod metrics_scrape;
+mod raw_storm;
 mod sys;
 mod tcp_crr;
 mod udp_ping;
 mod udp_rate;
 
 use std::{
-    net::{SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::Duration,
 };
 
@@ -103,6 +105,38 @@ enum Mode {
         #[arg(long)]
         secs: f64,
     },
+    /// Spoofed frames onto a device with a raw socket (a drop storm):
+    /// the device's own MAC, a source address that is not its own.
+    RawStorm {
+        #[arg(long, default_value = "eth0")]
+        dev: String,
+        #[arg(long)]
+        src: Ipv4Addr,
+        #[arg(long)]
+        dst: Ipv4Addr,
+        #[arg(long, default_value_t = 7777)]
+        dport: u16,
+        /// Frames per second; 0: as fast as sendmmsg allows.
+        #[arg(long)]
+        pps: u64,
+        #[arg(long)]
+        secs: f64,
+    },
+    /// GET /metrics `count` times, one every `every-ms` (open loop),
+    /// each timed, the named metrics' values kept.
+    MetricsScrape {
+        #[arg(long)]
+        to: SocketAddrV4,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        every_ms: u64,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// Metric names whose values to report (repeatable).
+        #[arg(long = "metric")]
+        metrics: Vec<String>,
+    },
 }
 
 fn secs(s: f64) -> Duration {
@@ -155,6 +189,27 @@ fn main() -> Result<()> {
             conns.max(1),
             secs(s),
             Duration::from_millis(timeout_ms),
+        )?),
+        Mode::RawStorm {
+            dev,
+            src,
+            dst,
+            dport,
+            pps,
+            secs: s,
+        } => Some(raw_storm::storm(&dev, src, dst, dport, pps, secs(s))?),
+        Mode::MetricsScrape {
+            to,
+            count,
+            every_ms,
+            timeout_ms,
+            metrics,
+        } => Some(metrics_scrape::run(
+            to,
+            count,
+            Duration::from_millis(every_ms),
+            Duration::from_millis(timeout_ms),
+            &metrics,
         )?),
     };
     if let Some(report) = report {

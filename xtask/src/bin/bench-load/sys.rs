@@ -130,9 +130,15 @@ impl MsgBatch {
 
     /// sendmmsg on a connected socket: datagrams sent, or the errno.
     pub fn send(&mut self, fd: RawFd) -> Result<usize, i32> {
+        self.send_some(fd, self.hdrs.len())
+    }
+
+    /// The same with at most `n` of the batch's messages.
+    pub fn send_some(&mut self, fd: RawFd, n: usize) -> Result<usize, i32> {
+        let n = n.clamp(1, self.hdrs.len());
         // SAFETY: headers and iovecs are valid for the call; the buffer
         // they point at outlives `self` (the caller holds it).
-        let n = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), self.hdrs.len() as _, 0) };
+        let n = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as _, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
         }

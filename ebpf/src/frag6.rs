@@ -24,7 +24,8 @@ fn keyed(ip: &Ipv6, dir: u8) -> Option<&'static mut Frag6Record> {
     r.key.saddr = ip.saddr;
     r.key.daddr = ip.daddr;
     r.key.id = ip.frag_id;
-    r.key.proto = ip.proto;
+    // Not `proto`: a later fragment stops at the fragment header.
+    r.key.proto = ip.frag_next;
     r.key.dir = dir;
     r.key._pad = [0; 2];
     Some(r)

@@ -8,7 +8,9 @@
 use aya_ebpf::programs::TcContext;
 use ebridge_common::{
     config::BridgeConfig,
-    nat::{NatKeyOf, DIR_ORIGINAL, DIR_REPLY, IPPROTO_TCP, IPPROTO_UDP, OWNER_CONTAINER},
+    nat::{
+        NatKeyOf, DIR_ORIGINAL, DIR_REPLY, IPPROTO_TCP, IPPROTO_UDP, OWNER_CONTAINER, OWNER_NODE,
+    },
     stats::*,
 };
 use network_types::ip::Ipv6Hdr;
@@ -19,7 +21,8 @@ use crate::{
     l4::{IcmpHead, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST},
     maps::NAT6,
     packet::header_at,
-    revnat::Delivery,
+    publish,
+    revnat::{Delivery, Outcome},
 };
 
 /// The packet an ICMPv6 error quotes (its fixed header; a quote with
@@ -48,11 +51,15 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
     let inner = unsafe { &*inner };
     let l4_off = ip_off + IPV6_HDR_LEN;
     let (sport, dport, sport_off, dport_off) = match inner.next_hdr {
+        // Within the error's payload: bytes past it are not the quote's
+        // (and the checksum does not cover them).
+        IPPROTO_TCP | IPPROTO_UDP if l4_off + 4 > ip.end => return Err(DROP_TRUNCATED),
         IPPROTO_TCP | IPPROTO_UDP => {
             let p = header_at::<Ports>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
             let p = unsafe { &*p };
             (p.src, p.dst, l4_off, l4_off + 2)
         }
+        IPPROTO_ICMPV6 if l4_off + 8 > ip.end => return Err(DROP_TRUNCATED),
         IPPROTO_ICMPV6 => {
             let icmp = header_at::<IcmpHead>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
             let icmp = unsafe { &*icmp };
@@ -76,21 +83,18 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
     })
 }
 
-/// An error from outside about a masqueraded packet: the quote names the
-/// uplink address and NAT port; both, and the outer destination, become
-/// the container's again. `None`: not about a container's flow (the
-/// node's own business).
+/// An error from outside about a masqueraded or published flow: the
+/// quote names a node address and port; both, and the outer destination,
+/// become the container's again. An error about a node flow goes to the
+/// node (its port put back if it was moved), one about another bridge's
+/// flow on to that bridge's program, anything else to the host.
 #[inline(always)]
-pub fn to_container(
-    ctx: &TcContext,
-    cfg: &BridgeConfig,
-    ip: &Ipv6,
-) -> Result<Option<Delivery>, u32> {
+pub fn to_container(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv6) -> Result<Outcome, u32> {
     let Ok(q) = parse_quote(ctx, ip) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
-    if !ipv6::ipv6_eq(&q.saddr, &cfg.uplink_ipv6) {
-        return Ok(None);
+    if !ipv6::ipv6_eq(&q.saddr, &cfg.uplink_ipv6) && !publish::is_node_addr(&q.saddr) {
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     }
     let key = NatKeyOf {
         saddr: q.daddr,
@@ -102,13 +106,20 @@ pub fn to_container(
         _pad: [0; 2],
     };
     let Some(entry) = NAT6.get_ptr(key) else {
-        return Ok(None);
+        return Ok(Outcome::Pass(PASS_UPLINK_HOST));
     };
     let entry = unsafe { &*entry };
-    if entry.owner != OWNER_CONTAINER {
-        return Ok(None);
-    }
     let icmp_csum = ip.l4_off + 2;
+    match entry.owner {
+        OWNER_CONTAINER => {}
+        // The node's flow: still addressed to the node, only the port it
+        // quotes was moved.
+        OWNER_NODE => {
+            rewrite_port(ctx, icmp_csum, q.sport_off, q.sport, entry.port)?;
+            return Ok(Outcome::Pass(PASS_NODE_FLOW_IN));
+        }
+        _ => return Ok(Outcome::Pass(PASS_OTHER_BRIDGE)),
+    }
     ipv6::set_addr(
         ctx,
         IP6_DADDR_OFF,
@@ -121,10 +132,11 @@ pub fn to_container(
     )?;
     rewrite_quote(ctx, icmp_csum, q.ip_off + 8, &q.saddr, &entry.addr)?;
     rewrite_port(ctx, icmp_csum, q.sport_off, q.sport, entry.port)?;
-    Ok(Some(Delivery {
+    let to = Delivery {
         ifindex: entry.ifindex,
         mac: entry.mac,
-    }))
+    };
+    Ok(Outcome::Deliver(to, FWD_REVNAT_ICMP_ERROR))
 }
 
 /// An error a container sends about a packet of a masqueraded flow (port

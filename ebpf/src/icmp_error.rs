@@ -52,11 +52,15 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv4) -> Result<Quote, u32> {
     }
     let l4_off = ip_off + ihl;
     let (sport, dport, sport_off, dport_off) = match inner.proto {
+        // Within the error's payload: bytes past it are not the quote's
+        // (and the checksum does not cover them).
+        IPPROTO_TCP | IPPROTO_UDP if l4_off + 4 > ip.end => return Err(DROP_TRUNCATED),
         IPPROTO_TCP | IPPROTO_UDP => {
             let p = header_at::<Ports>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
             let p = unsafe { &*p };
             (p.src, p.dst, l4_off, l4_off + 2)
         }
+        IPPROTO_ICMP if l4_off + 8 > ip.end => return Err(DROP_TRUNCATED),
         IPPROTO_ICMP => {
             let icmp = header_at::<IcmpHead>(ctx, l4_off).map_err(|_| DROP_TRUNCATED)?;
             let icmp = unsafe { &*icmp };

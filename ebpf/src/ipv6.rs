@@ -48,6 +48,9 @@ pub struct Ipv6 {
     /// The fragment header's identification (network order), when there
     /// is one.
     pub frag_id: u32,
+    /// The fragment header's next header: the same in every fragment of a
+    /// datagram (unlike `proto`, which a later fragment cannot reach).
+    pub frag_next: u8,
     /// Offset just past the payload (payload length): nothing is read
     /// beyond it.
     pub end: usize,
@@ -81,6 +84,7 @@ pub fn parse(ctx: &impl Frame) -> Result<Ipv6, u32> {
         l4_off: 0,
         frag: Frag::Whole,
         frag_id: 0,
+        frag_next: 0,
         end: 0,
     };
     parse_into(ctx, &mut pkt)?;
@@ -108,6 +112,7 @@ pub fn parse_into(ctx: &impl Frame, pkt: &mut Ipv6) -> Result<(), u32> {
     pkt.l4_off = ETH_LEN + IPV6_HDR_LEN;
     pkt.frag = Frag::Whole;
     pkt.frag_id = 0;
+    pkt.frag_next = 0;
     pkt.end = end;
     for _ in 0..MAX_EXT_HEADERS {
         if !skip_extension(ctx, pkt)? {
@@ -148,6 +153,7 @@ fn skip_extension(ctx: &impl Frame, pkt: &mut Ipv6) -> Result<bool, u32> {
             pkt.proto = f.next;
             pkt.l4_off = off + 8;
             pkt.frag_id = u32::from_ne_bytes(f.id);
+            pkt.frag_next = f.next;
             pkt.frag = if offset_flags & 0xfff8 != 0 {
                 Frag::Later
             } else if offset_flags & 1 != 0 {

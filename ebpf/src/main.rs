@@ -14,6 +14,7 @@ mod fib;
 mod frag6;
 mod host_access;
 mod icmp6_error;
+mod icmp6_reply;
 mod icmp_error;
 mod icmp_reply;
 mod ipv4;

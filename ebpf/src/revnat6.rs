@@ -11,35 +11,45 @@ use ebridge_common::{
 };
 
 use crate::{
-    conntrack, frag6, icmp6_error,
+    conntrack, frag6, icmp6_error, icmp6_reply,
     ipv4::{Frag, L4Csum},
     ipv6::{self, Ipv6, IP6_DADDR_OFF},
     l4,
     maps::{CONFIG, ENDPOINTS, ENDPOINT_BY_IP6, NAT6},
     masquerade6::{self, is_icmp6_error},
     node_flow, publish,
-    revnat::Delivery,
+    revnat::{Delivery, Outcome},
     stats::{count, drop, pass},
 };
 
 /// The parsed header, per CPU: the stages below each have a frame of
-/// their own, and none has room for another copy of it.
+/// their own, and none has room for another copy of it. `refusal` is
+/// what a stage that answered `REFUSED` found (`icmp6_reply::refusal`).
+pub struct In6 {
+    ip: Ipv6,
+    refusal: u32,
+}
+
 #[btf_map(name = "ip6_in")]
-static IP6_IN: PerCpuArray<Ipv6, 1> = PerCpuArray::new();
+static IP6_IN: PerCpuArray<In6, 1> = PerCpuArray::new();
+
+/// A stage's answer: the packet is to be answered with an ICMPv6 error
+/// (sent from the dispatcher, so its frame is not on the stage's chain).
+const REFUSED: i32 = i32::MIN;
 
 #[inline(always)]
 pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     if cfg.flags & CONFIG_F_IPV6 == 0 {
         return pass(ctx, PASS_UPLINK_HOST);
     }
-    let Some(ip) = IP6_IN.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else {
+    let Some(work) = IP6_IN.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else {
         return pass(ctx, PASS_UPLINK_HOST);
     };
     // Not ours to judge: malformed or foreign traffic is the host's.
-    if ipv6::parse_into(ctx, ip).is_err() {
+    if ipv6::parse_into(ctx, &mut work.ip).is_err() {
         return pass(ctx, PASS_UPLINK_HOST);
     }
-    let ip = &*ip;
+    let ip = &work.ip;
     if ipv6::in_subnet(&ip.daddr, cfg) && !ipv6::ipv6_eq(&ip.daddr, &cfg.gateway_ipv6) {
         // As for IPv4: with masquerade on, containers are reachable from
         // outside only through published ports; routed, the packet goes
@@ -64,7 +74,19 @@ pub fn from_uplink(ctx: &TcContext, cfg: &BridgeConfig, now: u64) -> i32 {
     if is_icmp6_error(ctx, ip) {
         return icmp_error_in(ctx, ip);
     }
-    flow_in(ctx, ip, now)
+    match flow_in(ctx, ip, now) {
+        REFUSED => icmp6_reply::send(ctx, ip, work.refusal),
+        verdict => verdict,
+    }
+}
+
+/// Records why the packet is refused, for the dispatcher to answer.
+#[inline(always)]
+fn refuse(why: u32) -> i32 {
+    if let Some(work) = IP6_IN.get_ptr_mut(0) {
+        unsafe { (*work).refusal = why };
+    }
+    REFUSED
 }
 
 /// An ICMPv6 error about a container's flow, translated and delivered.
@@ -76,8 +98,10 @@ fn icmp_error_in(ctx: &TcContext, ip: &Ipv6) -> i32 {
         return drop(ctx, DROP_NO_CONFIG);
     };
     match icmp6_error::to_container(ctx, cfg, ip) {
-        Ok(Some(delivery)) => deliver(ctx, cfg, ip, &delivery, FWD_REVNAT_ICMP_ERROR),
-        Ok(None) => pass(ctx, PASS_UPLINK_HOST),
+        Ok(Outcome::Deliver(delivery, reason)) => deliver(ctx, cfg, ip, &delivery, reason),
+        Ok(Outcome::Pass(reason)) => pass(ctx, reason),
+        // Never an answer to an ICMPv6 error.
+        Ok(Outcome::Refuse(_)) => drop(ctx, DROP_TTL_EXCEEDED),
         Err(reason) => drop(ctx, reason),
     }
 }
@@ -117,8 +141,9 @@ fn flow_in(ctx: &TcContext, ip: &Ipv6, now: u64) -> i32 {
                 }
                 return pass(ctx, PASS_NODE_FLOW_IN);
             }
-            if ip.hop_limit <= 1 {
-                return drop(ctx, DROP_TTL_EXCEEDED);
+            // Checked as a router would, before the flow is accounted.
+            if let Some(why) = icmp6_reply::refusal(ctx, cfg, ip, unsafe { (*entry).ifindex }) {
+                return refuse(why);
             }
             conntrack::on_reply(&key, entry, now, ports.tcp_flags, ctx.len());
             (entry, FWD_REVNAT)
@@ -127,8 +152,9 @@ fn flow_in(ctx: &TcContext, ip: &Ipv6, now: u64) -> i32 {
             let Some(target) = publish::lookup(&ip.daddr, ports.dport, ip.proto) else {
                 return pass(ctx, PASS_UPLINK_HOST);
             };
-            if ip.hop_limit <= 1 {
-                return drop(ctx, DROP_TTL_EXCEEDED);
+            // Before any flow is created.
+            if let Some(why) = icmp6_reply::refusal(ctx, cfg, ip, target.ifindex) {
+                return refuse(why);
             }
             let flow = masquerade6::flow_of(ip, &ports);
             match conntrack::inbound(&flow, &target, now, ports.tcp_flags, ctx.len()) {
@@ -178,6 +204,12 @@ fn to_pod(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv6) -> i32 {
     let Some(ep) = (unsafe { ENDPOINTS.get(ifindex) }) else {
         return pass(ctx, PASS_NO_SUCH_POD);
     };
+    // ICMPv6 errors are never answered with one.
+    if !is_icmp6_error(ctx, ip) {
+        if let Some(why) = icmp6_reply::refusal(ctx, cfg, ip, ifindex) {
+            return icmp6_reply::send(ctx, ip, why);
+        }
+    }
     let to = Delivery {
         ifindex,
         mac: ep.mac,

@@ -206,3 +206,65 @@ fn an_ipv6_publish_for_an_endpoint_without_ipv6_is_refused_and_changes_nothing()
     let eps = lab.json(&["endpoint", "ls"]);
     assert_eq!(eps.as_array().map(Vec::len), Some(0), "{eps}");
 }
+
+/// Sends one UDP datagram of `size` bytes with hop limit `hops` from
+/// `netns` and prints the ICMPv6 error it met: "type code info from", or
+/// "none".
+fn udp6_error(lab: &Lab, netns: &str, addr: &str, port: u16, size: usize, hops: u32) -> String {
+    let script = format!(
+        "import socket, struct, time\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, {hops})\n\
+         s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR\n\
+         s.sendto(b'x' * {size}, ('{addr}', {port}))\ntime.sleep(0.5)\n\
+         try:\n    _, anc, _, _ = s.recvmsg(2000, 1024, socket.MSG_ERRQUEUE)\n\
+         except BlockingIOError:\n    anc = []\nexcept OSError:\n    anc = []\n\
+         out = 'none'\nfor level, kind, data in anc:\n    errno, origin, ty, code, pad, info, _ = struct.unpack('=IBBBBII', data[:16])\n    \
+         off = socket.inet_ntop(socket.AF_INET6, data[16 + 8:16 + 24])\n    out = '%d %d %d %s' % (ty, code, info, off)\nprint(out)\n"
+    );
+    let mut args = vec!["timeout", "10", PY, "-c"];
+    args.push(&script);
+    lab.exec_ok(netns, &args).trim().to_string()
+}
+
+#[test]
+fn what_cannot_be_delivered_into_a_container_is_answered_as_an_ipv6_router_would() {
+    // Containers' links carry 1400 bytes; the outside's 1500.
+    let lab = Lab::new_dual();
+    lab.ebridge_ok(&[
+        "up",
+        "--subnet",
+        "172.17.0.0/16",
+        "--subnet-v6",
+        SUBNET6,
+        "--mtu",
+        "1400",
+    ]);
+    let web = lab.endpoint("web", &["-p", "5353:53/udp"]);
+    let _srv = servers(&web, 80, 53);
+    let before = lab.stats();
+    // Hop limit 1 runs out at the node: Time Exceeded (3), code 0, from
+    // the address the datagram was sent to.
+    assert_eq!(
+        udp6_error(&lab, &lab.outside, NODE_UPLINK_IP6, 5353, 10, 1),
+        format!("3 0 0 {NODE_UPLINK_IP6}")
+    );
+    // Too big for the container's link: Packet Too Big (2) with its MTU.
+    assert_eq!(
+        udp6_error(&lab, &lab.outside, NODE_UPLINK_IP6, 5353, 1450, 64),
+        format!("2 0 1400 {NODE_UPLINK_IP6}")
+    );
+    let pmtu = lab.exec_ok(&lab.outside, &["ip", "-6", "route", "get", NODE_UPLINK_IP6]);
+    assert!(
+        pmtu.contains("mtu 1400"),
+        "the outside did not learn the MTU: {pmtu}"
+    );
+    // Fitting now, the same datagram is answered.
+    assert_eq!(
+        udp6(&lab, &lab.outside, NODE_UPLINK_IP6, 5353),
+        format!("ping {NODE_UPLINK_IP6} 5353")
+    );
+    let after = lab.stats();
+    let delta = |k: &str| after[k].0 - before.get(k).map_or(0, |c| c.0);
+    assert_eq!(delta("icmp-time-exceeded"), 1, "{after:?}");
+    assert_eq!(delta("icmp-frag-needed"), 1, "{after:?}");
+}

@@ -6,5 +6,6 @@
 pub mod frame;
 pub mod frame6;
 pub mod nat;
+pub mod nat6;
 pub mod packet_test;
 pub mod publish;

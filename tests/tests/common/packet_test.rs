@@ -281,6 +281,19 @@ impl Datapath {
         dp
     }
 
+    /// Like [`Datapath::load_with_nat_entries`], with the IPv6 `nat6` map
+    /// the same size (its default preallocates tens of MB per test).
+    pub fn load_with_nat6_entries(nat_entries: u32) -> Self {
+        let ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_NAT, nat_entries)
+            .map_max_entries(ebridge_common::maps::MAP_NAT6, nat_entries)
+            .load(DATAPATH_OBJECT)
+            .expect("cannot load the datapath object");
+        let mut dp = Self { ebpf };
+        dp.load_program(PROG_ENDPOINT);
+        dp
+    }
+
     /// Loads (verifies) one more program of the object, e.g.
     /// `PROG_UPLINK_INGRESS`, so [`Datapath::run_prog`] can run it.
     pub fn load_program(&mut self, name: &str) {

@@ -429,10 +429,6 @@ fn fragments_with_options_after(
 }
 
 #[test]
-#[ignore = "datapath bug: frags6 keys a first fragment by the upper-layer protocol (UDP, found \
-            after the headers that follow the fragment header) but a later fragment by the \
-            fragment header's next header (here destination options, 60): a datagram with an \
-            extension header after the fragment header never gets its later fragments through"]
 fn fragments_with_an_extension_header_after_the_fragment_header_are_masqueraded() {
     in_private_netns(|net| {
         let lab = NatLab6::new(net);
@@ -470,9 +466,6 @@ fn fragments_with_an_extension_header_after_the_fragment_header_are_masqueraded(
 }
 
 #[test]
-#[ignore = "datapath bug: as on the way out, a later reply fragment is looked up under the \
-            fragment header's next header (60) while its first fragment was remembered under \
-            UDP (17), so it passes to the host and the container never gets the datagram"]
 fn reply_fragments_with_an_extension_header_after_the_fragment_header_are_delivered() {
     in_private_netns(|net| {
         let lab = NatLab6::new(net);

@@ -146,10 +146,6 @@ fn a_node_flow_on_a_containers_tuple_is_moved_and_moved_back() {
 }
 
 #[test]
-#[ignore = "datapath bug: icmp6_error::to_container returns None for any entry not owned by a \
-            container, so an ICMPv6 error (Packet Too Big included) about a node flow whose \
-            port was moved reaches the node still quoting the moved port; IPv4's \
-            icmp_error.rs puts the node's own port back (PASS_NODE_FLOW_IN)"]
 fn an_icmp6_error_about_a_moved_node_flow_quotes_the_nodes_own_port() {
     in_private_netns(|net| {
         let lab = NatLab6::new(net);

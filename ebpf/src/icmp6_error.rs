@@ -17,7 +17,9 @@ use network_types::ip::Ipv6Hdr;
 
 use crate::{
     ipv4::L4Csum,
-    ipv6::{self, Ipv6, IP6_DADDR_OFF, IP6_SADDR_OFF, IPPROTO_ICMPV6, IPV6_HDR_LEN},
+    ipv6::{
+        self, Ipv6, IP6_DADDR_OFF, IP6_SADDR_OFF, IPPROTO_ICMPV6, IPV6_HDR_LEN, NEXTHDR_FRAGMENT,
+    },
     l4::{IcmpHead, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST},
     maps::NAT6,
     packet::header_at,
@@ -25,8 +27,10 @@ use crate::{
     revnat::{Delivery, Outcome},
 };
 
-/// The packet an ICMPv6 error quotes (its fixed header; a quote with
-/// extension headers is not translated).
+/// The packet an ICMPv6 error quotes: its fixed header, then the upper
+/// layer, or a fragment header before it (a datagram's first fragment:
+/// Packet Too Big about fragmented UDP quotes one). Other extension
+/// headers, or a later fragment, are not translated.
 struct Quote {
     ip_off: usize,
     proto: u8,
@@ -49,8 +53,8 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
     let ip_off = ip.l4_off + 8;
     let inner = header_at::<Ipv6Hdr>(ctx, ip_off).map_err(|_| DROP_TRUNCATED)?;
     let inner = unsafe { &*inner };
-    let l4_off = ip_off + IPV6_HDR_LEN;
-    let (sport, dport, sport_off, dport_off) = match inner.next_hdr {
+    let (proto, l4_off) = quoted_upper_layer(ctx, inner.next_hdr, ip_off + IPV6_HDR_LEN)?;
+    let (sport, dport, sport_off, dport_off) = match proto {
         // Within the error's payload: bytes past it are not the quote's
         // (and the checksum does not cover them).
         IPPROTO_TCP | IPPROTO_UDP if l4_off + 4 > ip.end => return Err(DROP_TRUNCATED),
@@ -73,7 +77,7 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
     };
     Ok(Quote {
         ip_off,
-        proto: inner.next_hdr,
+        proto,
         saddr: inner.src_addr,
         daddr: inner.dst_addr,
         sport,
@@ -81,6 +85,22 @@ fn parse_quote(ctx: &TcContext, ip: &Ipv6) -> Result<Quote, u32> {
         sport_off,
         dport_off,
     })
+}
+
+/// The quoted packet's upper-layer protocol and where it starts, past a
+/// first fragment's fragment header.
+#[inline(always)]
+fn quoted_upper_layer(ctx: &TcContext, next: u8, off: usize) -> Result<(u8, usize), u32> {
+    if next != NEXTHDR_FRAGMENT {
+        return Ok((next, off));
+    }
+    let f = header_at::<[u8; 4]>(ctx, off).map_err(|_| DROP_TRUNCATED)?;
+    let f = unsafe { &*f };
+    if u16::from_be_bytes([f[2], f[3]]) & 0xfff8 != 0 {
+        // A later fragment: no ports to find its flow by.
+        return Err(DROP_NAT_UNSUPPORTED);
+    }
+    Ok((f[0], off + 8))
 }
 
 /// An error from outside about a masqueraded or published flow: the

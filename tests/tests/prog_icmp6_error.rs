@@ -298,21 +298,49 @@ fn errors_about_no_container_flow_pass_to_the_host_untouched() {
 }
 
 #[test]
-fn error_quoting_a_fragment_is_not_translated_and_passes_to_the_host() {
+fn packet_too_big_quoting_a_first_fragment_reaches_the_container() {
     in_private_netns(|net| {
         let lab = NatLab6::new(net);
         // A fragmented datagram (a 1300-byte payload over a 1280 path is
-        // what draws Packet Too Big).
+        // what draws Packet Too Big): the router quotes its first fragment.
         let l4 = udp6(IP6_A, REMOTE_IP6, 5353, 53, &[0x33; 1300]);
         let (f1, _) = fragments6(IPPROTO_UDP, &l4, 1232, 0xfeed);
         let first = to_gateway6(MAC_A, &ipv6(IP6_A, REMOTE_IP6, NEXTHDR_FRAGMENT, &f1));
-        let (left, _) = lab.open_flow(lab.fx.a, &first);
+        let (left, port) = lab.open_flow(lab.fx.a, &first);
+        assert_ne!(port, 5353, "test setup: the port is translated");
         let error = error_from_router(ICMPV6_PKT_TOO_BIG, 0, MTU_1280, &quote(&left, 1232));
 
         let run = lab.uplink_receives(&error);
 
-        // `icmp6_error.rs` documents it: a quote with extension headers is
-        // not translated. It must then not reach the container either.
+        run.assert_verdict(TC_ACT_REDIRECT);
+        let ip = Pkt6(&run.out).ip();
+        assert_eq!((ip.saddr(), ip.daddr()), (ROUTER_IP6, IP6_A));
+        ip.assert_l4_checksum("packet too big quoting a first fragment");
+        let inner = ip.quoted();
+        assert_eq!((inner.saddr(), inner.daddr()), (IP6_A, REMOTE_IP6));
+        assert!(inner.frag().is_some(), "the quote is still the fragment");
+        assert_eq!((inner.sport(), inner.dport()), (5353, 53));
+        assert_eq!(lab.dp().stats()[FWD_REVNAT_ICMP_ERROR as usize].packets, 1);
+    });
+}
+
+#[test]
+fn error_quoting_a_later_fragment_is_not_translated_and_passes_to_the_host() {
+    in_private_netns(|net| {
+        let lab = NatLab6::new(net);
+        let l4 = udp6(IP6_A, REMOTE_IP6, 5353, 53, &[0x33; 2600]);
+        let (f1, f2) = fragments6(IPPROTO_UDP, &l4, 1232, 0xfeed);
+        let first = to_gateway6(MAC_A, &ipv6(IP6_A, REMOTE_IP6, NEXTHDR_FRAGMENT, &f1));
+        lab.open_flow(lab.fx.a, &first);
+        let later = to_gateway6(MAC_A, &ipv6(IP6_A, REMOTE_IP6, NEXTHDR_FRAGMENT, &f2));
+        let left = lab.a_sends(&later);
+        left.assert_verdict(TC_ACT_REDIRECT);
+        let error = error_from_router(ICMPV6_PKT_TOO_BIG, 0, MTU_1280, &quote(&left.out, 1232));
+
+        let run = lab.uplink_receives(&error);
+
+        // No ports to find the flow by: the host's, untouched, and never
+        // the container's.
         run.assert_verdict(TC_NEXT);
         run.assert_frame_unchanged(&error);
         assert_eq!(lab.dp().stats()[PASS_UPLINK_HOST as usize].packets, 1);

@@ -266,7 +266,7 @@ fn complete_pair<A: Addr>(
 #[inline(always)]
 pub fn scratch<A: Addr>(now: u64) -> Result<&'static mut NatScratch<A>, u32> {
     let s = A::scratch().ok_or(DROP_REWRITE_FAILED)?;
-    unsafe { core::ptr::write_bytes(s, 0, 1) };
+    unsafe { crate::mem::zero(s) };
     let s = unsafe { &mut *s };
     for e in [&mut s.back, &mut s.forward] {
         e.created_ns = now;

@@ -72,9 +72,15 @@ impl Addr for [u8; 4] {
     const FAMILY: u8 = 4;
     #[inline(always)]
     fn widen(self) -> [u8; 16] {
-        let mut out = [0; 16];
-        out[..4].copy_from_slice(&self);
-        out
+        // Not `[0; 16]`: its twelve zero bytes would be a memset call
+        // (see mem.rs) on every new flow and every drop.
+        let mut words = core::mem::MaybeUninit::<[u32; 4]>::uninit();
+        let mut words = unsafe {
+            crate::mem::zero(words.as_mut_ptr());
+            words.assume_init()
+        };
+        words[0] = u32::from_ne_bytes(self);
+        unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(words) }
     }
 }
 

@@ -40,14 +40,19 @@ pub enum Route {
 /// included, against the egress MTU.
 #[inline(always)]
 pub fn lookup(ctx: &TcContext, ip: &Ipv4, in_ifindex: u32) -> Route {
-    let mut p: bpf_fib_lookup = unsafe { zeroed() };
+    let mut p = core::mem::MaybeUninit::<bpf_fib_lookup>::uninit();
+    // SAFETY: every byte written by zero() before it is read.
+    let p = unsafe {
+        crate::mem::zero(p.as_mut_ptr());
+        p.assume_init_mut()
+    };
     p.family = AF_INET;
     p.l4_protocol = ip.proto;
     p.ifindex = in_ifindex;
     p.__bindgen_anon_2.tos = ip.tos;
     p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(ip.saddr);
     p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ip.daddr);
-    let rc = unsafe { fib_lookup(ctx.as_ptr(), &mut p, size_of::<bpf_fib_lookup>() as i32, 0) };
+    let rc = unsafe { fib_lookup(ctx.as_ptr(), p, size_of::<bpf_fib_lookup>() as i32, 0) };
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => Route::Out {
             ifindex: p.ifindex,
@@ -67,7 +72,7 @@ pub fn lookup(ctx: &TcContext, ip: &Ipv4, in_ifindex: u32) -> Route {
 /// 64 bytes the IPv6 paths' stack cannot spare).
 #[inline(always)]
 pub fn lookup6(ctx: &TcContext, ip: &Ipv6, in_ifindex: u32, p: &mut bpf_fib_lookup) -> Route {
-    unsafe { core::ptr::write_bytes(p as *mut bpf_fib_lookup, 0, 1) };
+    unsafe { crate::mem::zero(p) };
     p.family = AF_INET6;
     p.l4_protocol = ip.proto;
     p.ifindex = in_ifindex;

@@ -23,6 +23,7 @@ mod l4;
 mod maps;
 mod masquerade;
 mod masquerade6;
+mod mem;
 mod monitor;
 mod nd;
 mod node_flow;

@@ -267,6 +267,27 @@ fn containers_reach_the_outside_masqueraded_over_ipv6() {
     let revnat = lab.packets("revnat-in");
     assert!(ping6(&lab, &a, OUTSIDE_IP6), "a cannot ping the outside");
     assert!(ping6(&lab, &b, OUTSIDE_IP6), "b cannot ping the outside");
+    // Masqueraded, containers are not reachable from outside by their own
+    // addresses (only through published ports), as with Docker.
+    let not_published = lab.packets("drop-not-published");
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lab.outside,
+            "-6",
+            "route",
+            "add",
+            SUBNET6,
+            "via",
+            NODE_UPLINK_IP6,
+        ],
+    );
+    assert!(
+        !ping6(&lab, &lab.outside.clone(), A6),
+        "the outside reached a"
+    );
+    assert!(lab.packets("drop-not-published") - not_published >= 1);
     assert!(lab.packets("snat-out") - snat >= 4);
     assert!(lab.packets("revnat-in") - revnat >= 4);
 
@@ -336,6 +357,14 @@ fn with_ipv6_masquerade_off_containers_are_routed_with_their_own_addresses() {
         ping6(&lab, &a, OUTSIDE_IP6),
         "routed IPv6 does not reach the outside"
     );
+    // And the other way: the outside reaches the container by its own
+    // address, delivered by the uplink program.
+    let routed_in = lab.packets("routed-in");
+    assert!(
+        ping6(&lab, &lab.outside.clone(), A6),
+        "the outside cannot ping the container's own address"
+    );
+    assert!(lab.packets("routed-in") - routed_in >= 2);
     let (own, masqueraded) = lab.uplink_capture6(SUBNET6);
     assert!(
         own >= 2,

@@ -8,7 +8,8 @@
 //! against the targets, with a table on stdout and JSON in target/bench/.
 //! A sixth (monitor.rs) compares ebridge with itself: its monitor hooks
 //! compiled in and out, a monitor attached during a drop storm, and
-//! metrics scrapes with a million NAT entries.
+//! metrics scrapes with a million NAT entries. c2c6, nat6 and publish6
+//! (ipv6.rs) repeat c2c, nat and publish over IPv6.
 mod agent;
 mod aim;
 mod bare;
@@ -20,6 +21,7 @@ mod ebridge_node;
 mod evidence;
 mod httpload;
 mod iptables;
+mod ipv6;
 mod linux_bridge;
 mod mapmem;
 mod measure;
@@ -68,7 +70,15 @@ enum Which {
     Routing,
     /// ebridge with itself: monitor hooks compiled in vs out, a monitor during a drop storm, metrics scrapes with 1M NAT entries.
     Monitor,
-    /// All six, one after the other.
+    /// c2c over IPv6, against Docker's IPv6 (ip6tables).
+    C2c6,
+    /// nat over IPv6 (masquerade), against ip6tables MASQUERADE.
+    Nat6,
+    /// publish over IPv6, against ip6tables DNAT.
+    Publish6,
+    /// c2c6, nat6 and publish6.
+    Ipv6,
+    /// Every scenario above, one after the other.
     All,
 }
 
@@ -103,6 +113,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Cni => vec![Scenario::Cni],
         Which::Routing => vec![Scenario::Routing],
         Which::Monitor => Vec::new(),
+        Which::C2c6 => vec![Scenario::C2c6],
+        Which::Nat6 => vec![Scenario::Nat6],
+        Which::Publish6 => vec![Scenario::Publish6],
+        Which::Ipv6 => Scenario::IPV6.to_vec(),
         Which::All => Scenario::ALL.to_vec(),
     };
     let with_monitor = matches!(args.scenario, Which::Monitor | Which::All);
@@ -111,6 +125,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "iptables",
         "iptables-save",
         "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
         "conntrack",
         "iperf3",
         "nginx",

@@ -1,10 +1,12 @@
 //! Addresses and ports: where each measurement's client sends and where
 //! its server binds, per scenario and setup. Every setup of a scenario
 //! uses the same addresses, except that the bare veth has no node, so the
-//! publish scenario's client reaches the container directly there.
-use std::net::{Ipv4Addr, SocketAddrV4};
+//! publish scenario's client reaches the container directly there. The
+//! IPv6 scenarios use the IPv6 twins of the same addresses (ipv6.rs).
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use super::{
+    ipv6,
     measure::Measurement,
     routing,
     scenario::{Scenario, Setup},
@@ -39,9 +41,20 @@ pub const PUBLISH_OFFSET: u16 = 1000;
 #[derive(Clone, Copy, Debug)]
 pub struct Pair {
     /// What the client sends to.
-    pub to: SocketAddrV4,
+    pub to: SocketAddr,
     /// What the server binds.
-    pub bind: SocketAddrV4,
+    pub bind: SocketAddr,
+}
+
+impl Pair {
+    /// The same ports on the addresses' IPv6 twins.
+    fn v6(self) -> Pair {
+        let twin = |a: SocketAddr| SocketAddr::new(ipv6::mirror_addr(a.ip()), a.port());
+        Pair {
+            to: twin(self.to),
+            bind: twin(self.bind),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -54,8 +67,8 @@ pub struct Aim {
 
 fn pair(to: Ipv4Addr, to_port: u16, bind: Ipv4Addr, bind_port: u16) -> Pair {
     Pair {
-        to: SocketAddrV4::new(to, to_port),
-        bind: SocketAddrV4::new(bind, bind_port),
+        to: SocketAddrV4::new(to, to_port).into(),
+        bind: SocketAddrV4::new(bind, bind_port).into(),
     }
 }
 
@@ -71,8 +84,22 @@ impl Aim {
 
     /// The addresses of a topology this bench builds; the cni scenario's
     /// come from podman (`c2c`, `published`) once its containers run, and
-    /// get these fixed ones only as placeholders.
+    /// get these fixed ones only as placeholders. An IPv6 scenario's are
+    /// its IPv4 twin's, mirrored.
     pub fn new(scenario: Scenario, setup: Setup) -> Self {
+        let aim = Self::new_v4(scenario, setup);
+        if !scenario.is_v6() {
+            return aim;
+        }
+        Aim {
+            udp_rate: aim.udp_rate.v6(),
+            udp_rr: aim.udp_rr.v6(),
+            tcp_crr: aim.tcp_crr.v6(),
+            tcp_stream: aim.tcp_stream.v6(),
+        }
+    }
+
+    fn new_v4(scenario: Scenario, setup: Setup) -> Self {
         match scenario.path(setup) {
             Scenario::Nat => {
                 let same = |port| pair(OUTSIDE_IP, port, OUTSIDE_IP, port);

@@ -4,7 +4,10 @@
 //! the rest of the scenario. Every setting is ebridge's default except
 //! the NAT table of `ebridge-1m-flows`, which is about table size and
 //! says so. The bridge is named after the setup (`<run id><code>`), so
-//! its pin directory is unique to the run.
+//! its pin directory is unique to the run. In the IPv6 scenarios the node
+//! is dual stack: the uplink's global IPv6 address is there before `up`
+//! (IPv6 masquerade takes it then), `up --subnet-v6`, and every endpoint
+//! gets `--ip6` with the IPv6 twin of its IPv4 address (ipv6.rs).
 use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, Result};
@@ -13,7 +16,7 @@ use serde_json::Value;
 use super::{
     agent::Agent,
     aim::{self, CLIENT_IP, CONTAINER_IP, SERVER_IP, SUBNET},
-    mapmem, natmap,
+    ipv6, mapmem, natmap,
     scenario::{Scenario, Setup, BULK_PORTS, FILL_FLOWS},
     topology::Topology,
     uplink::{self, UPLINK},
@@ -39,6 +42,9 @@ pub fn build(t: &mut Topology) -> Result<()> {
     t.node_ns = Some(node.clone());
     t.add_netns(&outside)?;
     uplink::build(&node, &outside)?;
+    if t.scenario.is_v6() {
+        ipv6::uplink(&node, &outside)?;
+    }
 
     // Recorded before `up` so the guard runs `ebridge down` even if `up`
     // fails half-way.
@@ -48,10 +54,13 @@ pub fn build(t: &mut Topology) -> Result<()> {
     if t.setup == Setup::EbridgeFullNat {
         up.extend(["--nat-entries", &entries_arg]);
     }
+    if t.scenario.is_v6() {
+        up.extend(["--subnet-v6", ipv6::SUBNET6]);
+    }
     t.notes.insert("up".into(), up.join(" ").into());
     ebridge(&node, &bridge, &up)?;
 
-    match t.scenario {
+    match t.scenario.base() {
         Scenario::C2c => {
             let (c1, c2) = (t.client_ns.clone(), t.server_ns.clone());
             endpoint(t, &node, &c1, CLIENT_IP, &[])?;
@@ -64,6 +73,7 @@ pub fn build(t: &mut Topology) -> Result<()> {
         Scenario::Publish => publish_endpoints(t, &node)?,
         Scenario::Cni => anyhow::bail!("podman makes the cni scenario's endpoints"),
         Scenario::Routing => anyhow::bail!("the routing scenario builds its own nodes (routing/)"),
+        s => anyhow::bail!("{} is an IPv6 scenario, not a base", s.key()),
     }
     if t.setup == Setup::EbridgeFullNat {
         let filled = natmap::fill(&bridge, FILL_FLOWS)?;
@@ -87,8 +97,9 @@ pub fn build(t: &mut Topology) -> Result<()> {
     Ok(())
 }
 
-/// `ebridge endpoint add NAME --ip IP [-p SPEC]...`; NAME is also the
-/// namespace it creates, recorded first for removal.
+/// `ebridge endpoint add NAME --ip IP [--ip6 IP6] [-p SPEC]...`; NAME is
+/// also the namespace it creates, recorded first for removal. IPv6
+/// scenarios: `--ip6` the IPv6 twin of IP.
 fn endpoint(
     t: &mut Topology,
     node: &str,
@@ -98,8 +109,12 @@ fn endpoint(
 ) -> Result<()> {
     let bridge = t.base.clone();
     t.adopt_netns(name);
+    let ip6 = t.scenario.is_v6().then(|| ipv6::mirror(ip).to_string());
     let ip = ip.to_string();
     let mut args = vec!["endpoint", "add", name, "--ip", &ip];
+    if let Some(ip6) = &ip6 {
+        args.extend(["--ip6", ip6]);
+    }
     for p in publish {
         args.extend(["-p", p]);
     }

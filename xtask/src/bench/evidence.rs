@@ -13,7 +13,9 @@
 //!   DOCKER-USER` (every forwarded packet passes it) likewise, and for the
 //!   connection test the MASQUERADE (nat) or the measured port's DNAT rule
 //!   (publish) >= connections: each one was a new conntrack entry that
-//!   took the NAT decision;
+//!   took the NAT decision; in the IPv6 scenarios the same rules of
+//!   `ip6tables-save -c` (ebridge's reasons are the same for both
+//!   families);
 //! - podman on the reference CNI chain (cni.rs): the server container's
 //!   host veth transmitted at least that many packets (the Linux bridge
 //!   forwarded them), and for the connection test the chain's rule that
@@ -32,7 +34,7 @@ use super::{
     aim::{CONTAINER_IP, PORT_TCP_CRR, PUBLISH_OFFSET, SUBNET},
     ebridge_node,
     iptables::Published,
-    routing,
+    ipv6, routing,
     scenario::Scenario,
     topology::Topology,
 };
@@ -79,7 +81,8 @@ pub fn snapshot(t: &Topology) -> Result<Counters> {
             .as_deref()
             .context("Docker setup without a node")?;
         let net = format!("--net=/run/netns/{node}");
-        let text = crate::util::sh("nsenter", &[&net, "--", "iptables-save", "-c"])?;
+        let save = format!("{}-save", ipv6::family(t.scenario).tool());
+        let text = crate::util::sh("nsenter", &[&net, "--", &save, "-c"])?;
         return Ok(Counters(parse_save(&text)));
     }
     Ok(Counters::default())
@@ -124,10 +127,15 @@ pub fn masquerade_rule() -> String {
     format!("nat -A POSTROUTING -s {SUBNET} ! -o docker0 -j MASQUERADE")
 }
 
-fn measured_dnat_rule() -> String {
+fn measured_dnat_rule(v6: bool) -> String {
+    let ip = if v6 {
+        ipv6::mirror(CONTAINER_IP).into()
+    } else {
+        CONTAINER_IP.into()
+    };
     let p = Published {
         host_port: PORT_TCP_CRR - PUBLISH_OFFSET,
-        ip: CONTAINER_IP,
+        ip,
         ctr_port: PORT_TCP_CRR,
         proto: "tcp",
     };
@@ -135,12 +143,15 @@ fn measured_dnat_rule() -> String {
     format!("{table} {rule}")
 }
 
-/// ebridge's verdicts on the measured (client to server) direction.
+/// ebridge's verdicts on the measured (client to server) direction, the
+/// same reasons for both families.
 pub fn ebridge_forward_reasons(scenario: Scenario) -> &'static [&'static str] {
     match scenario {
-        Scenario::C2c => &["redirect-peer"],
-        Scenario::Nat => &["snat-out"],
-        Scenario::Publish | Scenario::Cni => &["dnat-in", "revnat-in", "xdp-revnat-in"],
+        Scenario::C2c | Scenario::C2c6 => &["redirect-peer"],
+        Scenario::Nat | Scenario::Nat6 => &["snat-out"],
+        Scenario::Publish | Scenario::Publish6 | Scenario::Cni => {
+            &["dnat-in", "revnat-in", "xdp-revnat-in"]
+        }
         Scenario::Routing => &["routed-out"],
     }
 }
@@ -177,10 +188,12 @@ fn needs(t: &Topology, new_flows: bool, packets: u64, bytes: Option<u64>) -> Vec
     }
     let mut out = vec![need(vec![FORWARD_ALL.into()], packets)];
     if new_flows {
-        let rule = match t.scenario {
+        let v6 = t.scenario.is_v6();
+        let rule = match t.scenario.base() {
+            Scenario::Nat if v6 => Some(ipv6::masquerade_rule6()),
             Scenario::Nat => Some(masquerade_rule()),
-            Scenario::Publish => Some(measured_dnat_rule()),
-            Scenario::C2c | Scenario::Cni | Scenario::Routing => None,
+            Scenario::Publish => Some(measured_dnat_rule(v6)),
+            _ => None,
         };
         if let Some(rule) = rule {
             out.push(Need {

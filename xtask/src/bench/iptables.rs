@@ -1,6 +1,7 @@
 //! The rules dockerd (iptables backend) writes, installed inside a node
-//! namespace only (`nsenter --net=`), never in the root namespace.
-use std::net::Ipv4Addr;
+//! namespace only (`nsenter --net=`), never in the root namespace; the
+//! same for ip6tables (`Family::V6`, the IPv6 scenarios).
+use std::net::IpAddr;
 
 use anyhow::{Context as _, Result};
 
@@ -35,17 +36,36 @@ pub const BASE_RULES: &[&str] = &[
     "-t nat -A DOCKER -i docker0 -j RETURN",
 ];
 
-/// One published port (`docker run -p HOST:CTR/proto` on container `ip`).
+/// Which of iptables and ip6tables a rule set goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// `iptables` / `ip6tables`; `-save`, `-restore` appended by callers.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+}
+
+/// One published port (`docker run -p HOST:CTR/proto` on container `ip`;
+/// an IPv6 `ip` gives dockerd's ip6tables rules).
 #[derive(Clone, Copy)]
 pub struct Published {
     pub host_port: u16,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub ctr_port: u16,
     pub proto: &'static str,
 }
 
 impl Published {
-    /// The three rules dockerd appends per published port: (table, rule).
+    /// The three rules dockerd appends per published port: (table, rule),
+    /// as iptables-save / ip6tables-save print them.
     pub fn rules(&self) -> [(&'static str, String); 3] {
         let Published {
             host_port,
@@ -53,18 +73,22 @@ impl Published {
             ctr_port,
             proto,
         } = *self;
+        let (host, to) = match ip {
+            IpAddr::V4(_) => (format!("{ip}/32"), format!("{ip}:{ctr_port}")),
+            IpAddr::V6(_) => (format!("{ip}/128"), format!("[{ip}]:{ctr_port}")),
+        };
         [
             (
                 "nat",
-                format!("-A POSTROUTING -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {ctr_port} -j MASQUERADE"),
+                format!("-A POSTROUTING -s {host} -d {host} -p {proto} -m {proto} --dport {ctr_port} -j MASQUERADE"),
             ),
             (
                 "nat",
-                format!("-A DOCKER ! -i docker0 -p {proto} -m {proto} --dport {host_port} -j DNAT --to-destination {ip}:{ctr_port}"),
+                format!("-A DOCKER ! -i docker0 -p {proto} -m {proto} --dport {host_port} -j DNAT --to-destination {to}"),
             ),
             (
                 "filter",
-                format!("-A DOCKER -d {ip}/32 ! -i docker0 -o docker0 -p {proto} -m {proto} --dport {ctr_port} -j ACCEPT"),
+                format!("-A DOCKER -d {host} ! -i docker0 -o docker0 -p {proto} -m {proto} --dport {ctr_port} -j ACCEPT"),
             ),
         ]
     }
@@ -80,11 +104,18 @@ fn nsenter_args<'a>(net: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 
 /// `iptables -w 5 ARGS` in the node namespace, one call per rule.
 pub fn apply_each(node: &str, rules: &[&str]) -> Result<()> {
+    apply_each_of(Family::V4, node, rules)
+}
+
+/// The same with iptables or ip6tables.
+pub fn apply_each_of<S: AsRef<str>>(family: Family, node: &str, rules: &[S]) -> Result<()> {
     let net = format!("--net=/run/netns/{node}");
+    let tool = family.tool();
     for rule in rules {
-        let mut args = nsenter_args(&net, &["iptables", "-w", "5"]);
+        let rule = rule.as_ref();
+        let mut args = nsenter_args(&net, &[tool, "-w", "5"]);
         args.extend(rule.split_whitespace());
-        sh("nsenter", &args).with_context(|| format!("iptables {rule} in {node}"))?;
+        sh("nsenter", &args).with_context(|| format!("{tool} {rule} in {node}"))?;
     }
     Ok(())
 }
@@ -105,15 +136,21 @@ pub fn restore_input(rules: &[(&str, String)]) -> String {
 
 /// `iptables-restore [--noflush] FILE` in the node namespace.
 pub fn restore(node: &str, input: &str, noflush: bool) -> Result<()> {
-    let file = ScratchFile::new("iptables", input)?;
+    restore_of(Family::V4, node, input, noflush)
+}
+
+/// The same with iptables-restore or ip6tables-restore.
+pub fn restore_of(family: Family, node: &str, input: &str, noflush: bool) -> Result<()> {
+    let tool = format!("{}-restore", family.tool());
+    let file = ScratchFile::new(family.tool(), input)?;
     let net = format!("--net=/run/netns/{node}");
     let path = file.path_str()?;
-    let mut args = nsenter_args(&net, &["iptables-restore", "-w", "5"]);
+    let mut args = nsenter_args(&net, &[&tool, "-w", "5"]);
     if noflush {
         args.push("--noflush");
     }
     args.push(&path);
-    sh("nsenter", &args).with_context(|| format!("iptables-restore in {node}"))?;
+    sh("nsenter", &args).with_context(|| format!("{tool} in {node}"))?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 
 use super::{
     aim::{self, CLIENT_IP, CONTAINER_IP, GATEWAY, PREFIX_LEN, SERVER_IP},
-    iptables::{self, Published, BASE_RULES},
+    iptables::{self, Family, Published, BASE_RULES},
     scenario::Setup,
     topology::{configure_container, Topology},
     uplink,
@@ -85,7 +85,7 @@ pub fn published_ports(after: u8) -> Vec<Published> {
             for (host_port, ctr_port, proto) in aim::measured_publishes(Setup::DockerDnat) {
                 out.push(Published {
                     host_port,
-                    ip: CONTAINER_IP,
+                    ip: CONTAINER_IP.into(),
                     ctr_port,
                     proto,
                 });
@@ -94,7 +94,7 @@ pub fn published_ports(after: u8) -> Vec<Published> {
         for k in 0..aim::OTHER_PORTS_EACH {
             out.push(Published {
                 host_port: aim::OTHER_HOST_PORT_BASE + u16::from(i) * aim::OTHER_PORTS_EACH + k,
-                ip: aim::other_endpoint_ip(i),
+                ip: aim::other_endpoint_ip(i).into(),
                 ctr_port: aim::OTHER_CTR_PORT_BASE + k,
                 proto: "tcp",
             });
@@ -225,17 +225,28 @@ pub fn conntrack_stats(t: &Topology) -> std::collections::BTreeMap<String, u64> 
     out
 }
 
-/// Rule listings with packet counters, for the JSON report.
+/// Rule listings with packet counters, for the JSON report (ip6tables'
+/// in the IPv6 scenarios).
 pub fn counters(t: &Topology, table: &str, chain: &str) -> Option<String> {
-    counters_in(t.node_ns.as_deref()?, table, chain)
+    let family = if t.scenario.is_v6() {
+        Family::V6
+    } else {
+        Family::V4
+    };
+    counters_in_of(family, t.node_ns.as_deref()?, table, chain)
 }
 
 /// The same for any namespace.
 pub fn counters_in(ns: &str, table: &str, chain: &str) -> Option<String> {
+    counters_in_of(Family::V4, ns, table, chain)
+}
+
+/// The same with iptables or ip6tables.
+pub fn counters_in_of(family: Family, ns: &str, table: &str, chain: &str) -> Option<String> {
     let net = format!("--net=/run/netns/{ns}");
     sh(
         "nsenter",
-        &[&net, "iptables", "-w", "5", "-t", table, "-nvxL", chain],
+        &[&net, family.tool(), "-w", "5", "-t", table, "-nvxL", chain],
     )
     .ok()
 }

@@ -2,7 +2,9 @@
 //! before they are removed, for the report.
 use serde_json::{json, Map, Value};
 
-use super::{ebridge_node, linux_bridge, natmap, routing, scenario::Scenario, topology::Topology};
+use super::{
+    ebridge_node, ipv6, linux_bridge, natmap, routing, scenario::Scenario, topology::Topology,
+};
 
 pub fn observe(topologies: &[Topology]) -> Value {
     let mut obs = Map::new();
@@ -34,7 +36,7 @@ pub fn observe(topologies: &[Topology]) -> Value {
                 "nf_conntrack_count": count,
                 "iptables_forward": linux_bridge::counters(t, "filter", "FORWARD"),
             });
-            if t.scenario != Scenario::C2c {
+            if t.scenario.base() != Scenario::C2c {
                 o["iptables_nat_postrouting"] =
                     json!(linux_bridge::counters(t, "nat", "POSTROUTING"));
                 o["iptables_nat_docker"] = json!(linux_bridge::counters(t, "nat", "DOCKER"));
@@ -49,13 +51,14 @@ pub fn observe(topologies: &[Topology]) -> Value {
                     .collect();
                 println!("{key}: datapath packets {}", totals.join(", "));
             }
-            let entries = if t.scenario == Scenario::C2c {
-                None
-            } else {
-                natmap::count(bridge).ok()
+            // The measured family's table (nat6 in the IPv6 scenarios).
+            let (entries, map) = match t.scenario.base() {
+                Scenario::C2c => (None, "nat"),
+                _ if t.scenario.is_v6() => (ipv6::nat6_count(bridge).ok(), "nat6"),
+                _ => (natmap::count(bridge).ok(), "nat"),
             };
             if let Some(n) = entries {
-                println!("{key}: {n} entries in the nat map at the end");
+                println!("{key}: {n} entries in the {map} map at the end");
             }
             if let Some(mem) = t.notes.get("map_memory").and_then(|m| m.as_object()) {
                 let shown: Vec<String> = mem
@@ -78,6 +81,7 @@ pub fn observe(topologies: &[Topology]) -> Value {
                 json!({
                     "stats": stats,
                     "nat_entries_at_end": entries,
+                    "nat_map": map,
                     "agent_cpu_secs_total": t.agent.as_deref().map(|a| a.cpu_secs()),
                     "agent_log": agent_log,
                 }),

@@ -89,7 +89,7 @@ pub fn measure(topologies: &mut [Topology], reps: u32) -> Result<Vec<Extra>> {
         .flat_map(|p| {
             Published {
                 host_port: p,
-                ip: COST_ENDPOINT_IP,
+                ip: COST_ENDPOINT_IP.into(),
                 ctr_port: p,
                 proto: "udp",
             }

@@ -114,7 +114,7 @@ pub fn print_table(scenario: Scenario, info: &RunInfo, r: &Results, extras: &[Ex
             "\nnote: the UDP packet rate is a one-way stream (64-byte datagrams, sender on CPU A, receiver on B); request/response and connections carry replies. The chain's bridged traffic passes iptables through br_netfilter when the node's bridge-nf-call-iptables is 1 (recorded per setup); the chain has no filter rules, so only a flow's first packet walks its nat rules."
         );
     }
-    if scenario == Scenario::Publish {
+    if scenario.base() == Scenario::Publish {
         println!(
             "\nnote: the UDP packet rate is a one-way stream: conntrack never sees a reply, so every packet stays ctstate NEW and walks Docker's DOCKER chain to its ACCEPT (Docker's worst case, position-dependent). Traffic that carries replies: UDP req/resp and TCP connections/s."
         );

@@ -8,7 +8,10 @@
 //!   as its CNI plugin, both paths (container to container, outside to a
 //!   published port) side by side; its lifecycle part lives in cni/;
 //! - routing: pod to pod across two nodes (native routing, issue 9); its
-//!   two-node topologies and evidence live in routing/.
+//!   two-node topologies and evidence live in routing/;
+//! - c2c6, nat6, publish6: the first three over IPv6 (issue 11), each
+//!   setup built as its IPv4 twin plus IPv6 (ipv6.rs), measured by the
+//!   same code on IPv6 addresses and sockets.
 use super::{measure::Measurement, metric::Metric, stats::Target, targets};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,6 +21,12 @@ pub enum Scenario {
     Publish,
     Cni,
     Routing,
+    /// c2c over IPv6.
+    C2c6,
+    /// nat over IPv6 (masquerade behind the uplink's global address).
+    Nat6,
+    /// publish over IPv6 (the node's global address, `[::]` ports).
+    Publish6,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,13 +68,35 @@ pub const FILL_FLOWS: u32 = 1_000_000;
 pub const BULK_PORTS: u16 = 1000;
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::C2c,
         Scenario::Nat,
         Scenario::Publish,
         Scenario::Cni,
         Scenario::Routing,
+        Scenario::C2c6,
+        Scenario::Nat6,
+        Scenario::Publish6,
     ];
+
+    /// The IPv6 scenarios.
+    pub const IPV6: [Scenario; 3] = [Scenario::C2c6, Scenario::Nat6, Scenario::Publish6];
+
+    /// Whether it runs over IPv6.
+    pub fn is_v6(self) -> bool {
+        matches!(self, Scenario::C2c6 | Scenario::Nat6 | Scenario::Publish6)
+    }
+
+    /// The IPv4 scenario whose path and setups an IPv6 one repeats
+    /// (itself for the others).
+    pub fn base(self) -> Scenario {
+        match self {
+            Scenario::C2c6 => Scenario::C2c,
+            Scenario::Nat6 => Scenario::Nat,
+            Scenario::Publish6 => Scenario::Publish,
+            s => s,
+        }
+    }
 
     pub fn key(self) -> &'static str {
         match self {
@@ -74,6 +105,9 @@ impl Scenario {
             Scenario::Publish => "publish",
             Scenario::Cni => "cni",
             Scenario::Routing => "routing",
+            Scenario::C2c6 => "c2c6",
+            Scenario::Nat6 => "nat6",
+            Scenario::Publish6 => "publish6",
         }
     }
 
@@ -84,6 +118,9 @@ impl Scenario {
             Scenario::Publish => "outside host to a published container port (DNAT)",
             Scenario::Cni => "podman on the reference CNI chain vs on ebridge's CNI plugin",
             Scenario::Routing => "pod to pod across two nodes (native routing)",
+            Scenario::C2c6 => "container to container on one node, IPv6",
+            Scenario::Nat6 => "container to a host outside the node over IPv6 (masquerade)",
+            Scenario::Publish6 => "outside host to a published container port over IPv6 (DNAT)",
         }
     }
 
@@ -121,16 +158,20 @@ impl Scenario {
                 Setup::PlainRouting,
                 Setup::Ebridge,
             ],
+            Scenario::C2c6 => &[Setup::BareVeth, Setup::DockerBridge, Setup::Ebridge],
+            Scenario::Nat6 => &[Setup::BareVeth, Setup::DockerNat, Setup::Ebridge],
+            Scenario::Publish6 => &[Setup::BareVeth, Setup::DockerDnat, Setup::Ebridge],
         }
     }
 
     /// The traffic path a setup of this scenario carries: the cni
-    /// scenario measures two (its setups say which), the others one.
+    /// scenario measures two (its setups say which), the others one; an
+    /// IPv6 scenario's is its IPv4 twin's (`is_v6` says the family).
     pub fn path(self, setup: Setup) -> Scenario {
         match (self, setup) {
             (Scenario::Cni, Setup::ChainC2c | Setup::CniC2c) => Scenario::C2c,
             (Scenario::Cni, _) => Scenario::Publish,
-            (s, _) => s,
+            (s, _) => s.base(),
         }
     }
 
@@ -142,6 +183,7 @@ impl Scenario {
                 Measurement::UdpRr,
                 Measurement::TcpCrr,
             ],
+            Scenario::C2c6 | Scenario::Nat6 | Scenario::Publish6 => self.base().measurements(),
         }
     }
 
@@ -184,6 +226,9 @@ impl Scenario {
             Scenario::Publish => 'p',
             Scenario::Cni => 'i',
             Scenario::Routing => 'r',
+            Scenario::C2c6 => 'x',
+            Scenario::Nat6 => 'y',
+            Scenario::Publish6 => 'z',
         };
         let setup = match setup {
             Setup::BareVeth => 'b',
@@ -249,6 +294,18 @@ impl Scenario {
                 (Setup::Ebridge, Setup::PlainRouting),
                 (Setup::Ebridge, Setup::BareVeth),
             ],
+            Scenario::C2c6 => &[
+                (Setup::Ebridge, Setup::DockerBridge),
+                (Setup::Ebridge, Setup::BareVeth),
+            ],
+            Scenario::Nat6 => &[
+                (Setup::Ebridge, Setup::DockerNat),
+                (Setup::Ebridge, Setup::BareVeth),
+            ],
+            Scenario::Publish6 => &[
+                (Setup::Ebridge, Setup::DockerDnat),
+                (Setup::Ebridge, Setup::BareVeth),
+            ],
         }
     }
 
@@ -259,6 +316,9 @@ impl Scenario {
             Scenario::Publish => &targets::PUBLISH,
             Scenario::Cni => &targets::CNI,
             Scenario::Routing => &targets::ROUTING,
+            Scenario::C2c6 => &targets::C2C6,
+            Scenario::Nat6 => &targets::NAT6,
+            Scenario::Publish6 => &targets::PUBLISH6,
         }
     }
 }
@@ -309,6 +369,14 @@ impl Setup {
 
     pub fn describe(self, scenario: Scenario) -> String {
         let s = match (scenario, self) {
+            (Scenario::C2c6, Setup::BareVeth) => "one veth pair straight between the two container namespaces, fd00:17::2/64 and fd00:17::3/64 on it beside the IPv4 addresses (the physical limit)",
+            (Scenario::C2c6, Setup::DockerBridge) => "Docker 27's default bridge with IPv6 (--ipv6 --fixed-cidr-v6 fd00:17::/64): docker0 with 172.17.0.1/16 and fd00:17::1/64, containers with both families and default routes via them; in the node namespace only bridge-nf-call-iptables=1 and bridge-nf-call-ip6tables=1, net.ipv4.ip_forward=1 and net.ipv6.conf.all.forwarding=1; dockerd's iptables rules and the same in ip6tables (filter FORWARD policy DROP, DOCKER-USER, DOCKER-ISOLATION-STAGE-1/2, -o docker0 ctstate RELATED,ESTABLISHED ACCEPT, -o docker0 -j DOCKER, -i docker0 ! -o docker0 ACCEPT, -i docker0 -o docker0 ACCEPT; nat PREROUTING/OUTPUT ! -d ::1/128 addrtype LOCAL -j DOCKER, POSTROUTING -s fd00:17::/64 ! -o docker0 -j MASQUERADE)",
+            (Scenario::Nat6 | Scenario::Publish6, Setup::BareVeth) => "one veth pair straight between the container namespace and the outside namespace, fd00:17::2/64 and 2001:db8:51::2/64 on it (beside the IPv4 addresses), each routing the other's IPv6 subnet on-link (the physical limit)",
+            (Scenario::Nat6, Setup::DockerNat) => "the docker-nat node with IPv6 as Docker 27 sets it up: docker0 also holds fd00:17::1/64, the container fd00:17::2/64 with its default route via it, the uplink 2001:db8:51::1/64 with the node's IPv6 default route via the outside (2001:db8:51::2); net.ipv6.conf.all.forwarding=1 and bridge-nf-call-ip6tables=1 in the node namespace only; dockerd's rules in iptables and ip6tables, ip6tables nat POSTROUTING -s fd00:17::/64 ! -o docker0 -j MASQUERADE; the kernel's conntrack size",
+            (Scenario::Publish6, Setup::DockerDnat) => "the IPv6 docker-nat node plus what dockerd writes in ip6tables per published port: nat DOCKER (from PREROUTING and OUTPUT ! -d ::1/128, addrtype LOCAL) -p P --dport HOST -j DNAT --to-destination [fd00:17::2]:CTR, filter DOCKER -d fd00:17::2/128 ! -i docker0 -o docker0 --dport CTR ACCEPT, nat POSTROUTING hairpin MASQUERADE; 100 ports of 10 other containers (fd00:17::a-13), the measured container's rules after 5 of them (50 other ports' rules before, 50 after)",
+            (Scenario::C2c6, Setup::Ebridge) => "ebridge up --subnet-v6 fd00:17::/64 + two ebridge endpoint add --ip6 in a node namespace with an uplink veth (198.51.100.1/24, 2001:db8:51::1/64) to an outside namespace, ebridge agent running; node sysctls left at their defaults, no iptables or ip6tables rules",
+            (Scenario::Nat6, Setup::Ebridge) => "ebridge up --subnet-v6 fd00:17::/64 with every other default (IPv6 masquerade on, behind the uplink's 2001:db8:51::1) + ebridge endpoint add --ip6 fd00:17::2, ebridge agent running; masquerade in eBPF (nat6), no ip6tables rules, IPv6 forwarding untouched",
+            (Scenario::Publish6, Setup::Ebridge) => "ebridge up --subnet-v6 fd00:17::/64 + ebridge endpoint add --ip6 fd00:17::2 -p for the measured ports (both families, as Docker publishes on 0.0.0.0 and [::]), and 10 other endpoints (fd00:17::a-13) publishing 10 ports each, ebridge agent running; the outside reaches [2001:db8:51::1]:PORT; DNAT in eBPF, no ip6tables rules",
             (Scenario::C2c, Setup::BareVeth) => "one veth pair straight between the two container namespaces (the physical limit)",
             (Scenario::Routing, Setup::BareVeth) => "one veth pair straight between the two pod namespaces, 10.244.1.2/16 and 10.244.2.2/16 on-link: no node at all (the limit)",
             (_, Setup::BareVeth) => "one veth pair straight between the container namespace and the outside namespace, each routing the other's subnet on-link (the physical limit)",

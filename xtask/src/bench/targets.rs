@@ -204,3 +204,18 @@ pub const ROUTING: [Target; 5] = [
         Bound::AtLeast(1.0),
     ),
 ];
+
+/// Issue 11, the three paths over IPv6 against Docker's IPv6 setup
+/// (ip6tables, br_netfilter): packet rate >= 1.5x, p50 <= 0.85x,
+/// connections per second >= 1.3x on every path.
+const fn ipv6(against: Setup) -> [Target; 3] {
+    [
+        target(Metric::UdpPps, Setup::Ebridge, against, Bound::AtLeast(1.5)),
+        target(Metric::RttP50, Setup::Ebridge, against, Bound::AtMost(0.85)),
+        target(Metric::TcpCps, Setup::Ebridge, against, Bound::AtLeast(1.3)),
+    ]
+}
+
+pub const C2C6: [Target; 3] = ipv6(Setup::DockerBridge);
+pub const NAT6: [Target; 3] = ipv6(Setup::DockerNat);
+pub const PUBLISH6: [Target; 3] = ipv6(Setup::DockerDnat);

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use super::{
     agent::Agent,
-    aim::{Aim, OUTSIDE_IP, PREFIX_LEN},
+    aim::{Aim, PREFIX_LEN},
     bare,
     cni::chain_evidence::ChainEvidence,
-    ebridge_node, linux_bridge,
+    ebridge_node, ipv6, linux_bridge,
     measure::Measurement,
     routing,
     scenario::{Scenario, Setup},
@@ -58,7 +58,7 @@ impl Topology {
         let base = format!("{run_id}{}", scenario.code(setup));
         let container = format!("{base}-c1");
         let outside = format!("{base}-out");
-        let (client_ns, server_ns) = match scenario {
+        let (client_ns, server_ns) = match scenario.base() {
             Scenario::C2c => (container.clone(), format!("{base}-c2")),
             Scenario::Nat => (container.clone(), outside),
             Scenario::Publish => (outside, container.clone()),
@@ -69,6 +69,7 @@ impl Topology {
                 routing::pod_ns(&base),
                 routing::pod_ns(&format!("{run_id}{}", scenario.second_code(setup))),
             ),
+            s => anyhow::bail!("{} is an IPv6 scenario, not a base", s.key()),
         };
         let mut t = Topology {
             scenario,
@@ -87,7 +88,9 @@ impl Topology {
             namespaces: Vec::new(),
             owned: true,
         };
-        match (scenario, setup) {
+        // An IPv6 scenario's setup is its IPv4 twin plus IPv6 (ipv6.rs;
+        // ebridge's is built with it, ebridge_node.rs).
+        match (scenario.base(), setup) {
             (Scenario::Routing, _) => routing::build(&mut t, run_id)?,
             (Scenario::C2c, Setup::BareVeth) => bare::pair(&mut t)?,
             (_, Setup::BareVeth) => bare::to_outside(&mut t)?,
@@ -98,6 +101,9 @@ impl Topology {
             }
             (_, s) if s.is_ebridge() => ebridge_node::build(&mut t)?,
             (s, setup) => anyhow::bail!("{} has no setup {}", s.key(), setup.key()),
+        }
+        if scenario.is_v6() && !setup.is_ebridge() {
+            ipv6::add(&mut t)?;
         }
         t.prepare()?;
         Ok(t)
@@ -176,15 +182,13 @@ impl Topology {
         Ok(())
     }
 
-    /// Also resolves ARP and, for ebridge, lets the FDB learn the MACs.
-    /// The node answers ping on its own address, so for the publish
-    /// scenario this proves the path to the node; the warm-up round proves
-    /// the published ports.
+    /// Also resolves ARP (IPv6: neighbours) and, for ebridge, lets the
+    /// FDB learn the MACs. The node answers ping on its own address, so
+    /// for the publish scenario this proves the path to the node; the
+    /// warm-up round proves the published ports. (nat: the outside host,
+    /// where its servers run.)
     fn check_reachable(&self) -> Result<()> {
-        let target = match self.scenario.path(self.setup) {
-            Scenario::Nat => OUTSIDE_IP.to_string(),
-            _ => self.aim.of(Measurement::UdpRr).to.ip().to_string(),
-        };
+        let target = self.aim.of(Measurement::UdpRr).to.ip().to_string();
         self.exec(
             &self.client_ns,
             &["ping", "-c", "3", "-i", "0.2", "-w", "5", "-q", &target],

@@ -101,7 +101,7 @@ enum Mode {
     /// from ports the kernel picks.
     TcpCrr {
         #[arg(long)]
-        to: SocketAddrV4,
+        to: SocketAddr,
         #[arg(long)]
         secs: f64,
     },

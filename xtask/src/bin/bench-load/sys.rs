@@ -4,7 +4,7 @@
 use std::{
     io::{self, Write as _},
     mem,
-    net::{SocketAddrV4, TcpStream},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpStream},
     os::fd::{FromRawFd as _, RawFd},
     time::Duration,
 };
@@ -176,26 +176,67 @@ pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
-/// A blocking IPv4 connect that gives up after `timeout` (std's
+/// `sockaddr_in`'s IPv6 twin.
+pub fn sockaddr_in6(a: SocketAddrV6) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as libc::sa_family_t,
+        sin6_port: a.port().to_be(),
+        sin6_flowinfo: a.flowinfo().to_be(),
+        sin6_addr: libc::in6_addr {
+            s6_addr: a.ip().octets(),
+        },
+        sin6_scope_id: a.scope_id(),
+    }
+}
+
+/// The wildcard address of `to`'s family, port 0: what a client binds.
+pub fn any_addr(to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+/// A blocking connect (IPv4 or IPv6) that gives up after `timeout` (std's
 /// connect_timeout adds a nonblocking round of fcntl/poll per connection,
 /// which would be counted as connection cost).
-pub fn tcp_connect(to: SocketAddrV4, timeout: Duration) -> Result<TcpStream> {
+pub fn tcp_connect(to: impl Into<SocketAddr>, timeout: Duration) -> Result<TcpStream> {
+    let to = to.into();
+    let family = match to {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
     // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error()).context("socket");
     }
     // SAFETY: fd is a fresh socket we own; TcpStream closes it on drop.
     let stream = unsafe { TcpStream::from_raw_fd(fd) };
     set_timeout(fd, libc::SO_SNDTIMEO, timeout)?;
-    let sin = sockaddr_in(to);
-    // SAFETY: a valid sockaddr_in of the stated length.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
+    let rc = match to {
+        SocketAddr::V4(a) => {
+            let sin = sockaddr_in(a);
+            // SAFETY: a valid sockaddr_in of the stated length.
+            unsafe {
+                libc::connect(
+                    fd,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = sockaddr_in6(a);
+            // SAFETY: a valid sockaddr_in6 of the stated length.
+            unsafe {
+                libc::connect(
+                    fd,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+            }
+        }
     };
     if rc != 0 {
         return Err(io::Error::last_os_error()).with_context(|| format!("connect {to}"));

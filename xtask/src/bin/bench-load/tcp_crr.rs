@@ -6,7 +6,7 @@
 //! bench lets the client's netns reuse TIME_WAIT ports.
 use std::{
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd as _,
     time::{Duration, Instant},
 };
@@ -55,7 +55,7 @@ fn serve(mut conn: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-fn one(to: SocketAddrV4) -> Result<()> {
+fn one(to: SocketAddr) -> Result<()> {
     let mut s = sys::tcp_connect(to, IO_TIMEOUT)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.write_all(b"x")?;
@@ -67,7 +67,7 @@ fn one(to: SocketAddrV4) -> Result<()> {
 /// The kernel picks each connection's source port, as for any client: with
 /// tcp_tw_reuse it comes back to ports whose connections sit in TIME_WAIT,
 /// so whatever tracks flows on the path sees tuples it has seen before.
-pub fn client(to: SocketAddrV4, dur: Duration) -> Result<Value> {
+pub fn client(to: SocketAddr, dur: Duration) -> Result<Value> {
     let start = Instant::now();
     let mut conns = 0u64;
     let mut errors = 0u64;

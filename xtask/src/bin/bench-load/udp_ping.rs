@@ -64,7 +64,7 @@ fn round_trip(sock: &UdpSocket, buf: &mut [u8], seq: u64) -> Result<Option<Durat
 }
 
 pub fn ping(to: SocketAddr, dur: Duration, size: usize, warmup: u32) -> Result<Value> {
-    let sock = UdpSocket::bind(("0.0.0.0", 0)).context("bind")?;
+    let sock = UdpSocket::bind(crate::sys::any_addr(to)).context("bind")?;
     sock.connect(to).with_context(|| format!("connect {to}"))?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut buf = vec![0u8; size.max(8)];

@@ -64,7 +64,7 @@ pub fn sink(bind: SocketAddr, max: Duration, idle: Duration) -> Result<Value> {
 }
 
 pub fn blast(to: SocketAddr, dur: Duration, size: usize, batch_len: usize) -> Result<Value> {
-    let sock = UdpSocket::bind(("0.0.0.0", 0)).context("bind")?;
+    let sock = UdpSocket::bind(sys::any_addr(to)).context("bind")?;
     sock.connect(to).with_context(|| format!("connect {to}"))?;
     let fd = sock.as_raw_fd();
     let mut payload = vec![0x5au8; size.max(1)];

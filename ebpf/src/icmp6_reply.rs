@@ -8,23 +8,22 @@
 //! is built in a per-CPU buffer: the IPv6 paths that call this have no
 //! stack left for it.
 use aya_ebpf::{
-    bindings::TC_ACT_REDIRECT,
     btf_maps::PerCpuArray,
     helpers::generated::{
-        bpf_check_mtu, bpf_csum_diff, bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes,
-        bpf_skb_store_bytes,
+        bpf_check_mtu, bpf_csum_diff, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
     },
     macros::btf_map,
     programs::TcContext,
     EbpfContext,
 };
-use ebridge_common::{config::BridgeConfig, nat::bridge_mark, stats::*};
+use ebridge_common::{config::BridgeConfig, stats::*};
 
 use crate::{
+    icmp_reply,
     ipv6::{self, Ipv6, IPPROTO_ICMPV6, IPV6_HDR_LEN},
     maps::CONFIG,
     packet::ETH_LEN,
-    stats::{count, drop},
+    stats::drop,
 };
 
 const ICMPV6_TOO_BIG: u8 = 2;
@@ -83,15 +82,7 @@ pub fn send(ctx: &TcContext, ip: &Ipv6, why: u32) -> i32 {
     if let Err(reason) = build(ctx, cfg, ip, why) {
         return drop(ctx, reason);
     }
-    // Ours, for the uplink's egress programs: not a node flow to hold.
-    ctx.set_mark(bridge_mark(cfg.bridge_ifindex));
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let rc = unsafe { bpf_redirect(ifindex, 0) };
-    if rc != i64::from(TC_ACT_REDIRECT) {
-        return drop(ctx, DROP_REDIRECT_FAILED);
-    }
-    count(ctx, reason);
-    TC_ACT_REDIRECT
+    icmp_reply::send_back(ctx, cfg, reason)
 }
 
 #[inline(always)]

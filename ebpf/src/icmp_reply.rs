@@ -84,6 +84,13 @@ pub fn send(ctx: &TcContext, cfg: &BridgeConfig, ip: &Ipv4, why: Refusal) -> i32
     if let Err(reason) = build(ctx, ip, why) {
         return drop(ctx, reason);
     }
+    send_back(ctx, cfg, reason)
+}
+
+/// Sends the error now written over the packet back out of the device
+/// it arrived on, counted under `reason` (both families).
+#[inline(always)]
+pub fn send_back(ctx: &TcContext, cfg: &BridgeConfig, reason: u32) -> i32 {
     // Ours, for the uplink's egress programs: not a node flow to hold.
     ctx.set_mark(bridge_mark(cfg.bridge_ifindex));
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
